@@ -1,0 +1,1 @@
+//! Benchmarks for Skein; see `benches/` and docs/benchmarks.md.

@@ -1,0 +1,18 @@
+//! Compiles `proto/**/*.proto` with the pure-Rust `protox` compiler (there is no `protoc` on the
+//! build machines) and generates prost messages and tonic services from the descriptor set.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [root.join("skein/v1/errors.proto")];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let descriptors = protox::compile(&files, [&root])?;
+    tonic_prost_build::configure()
+        // Keep payloads as `Bytes` from the socket to the disk.
+        .bytes(".")
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,517 @@
+//! The sparse indexes of a segment: `.index` (offset and Raft index -> position) and
+//! `.timeindex` (timestamp -> offset).
+//!
+//! Both are arrays of fixed-size little-endian entries. The active segment keeps its entries in
+//! memory and writes them to the file only after the log bytes they point at have been fsynced,
+//! so an entry on disk always points at durable data; a sealed segment maps its files.
+//!
+//! `.index`: a 16-byte header (`b"SKIX"`, version u32 = 1, base Raft index u64), then entries of
+//! `relative offset u32 | relative raft index u32 | position u32`.
+//!
+//! `.timeindex`: entries of `timestamp i64 | relative offset u32`. An entry `(t, o)` promises that
+//! every batch before relative offset `o` has a max timestamp `<= t`.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use bytes::Bytes;
+
+/// Size of the `.index` header.
+pub const INDEX_HEADER_LEN: usize = 16;
+/// Size of one `.index` entry.
+pub const INDEX_ENTRY_LEN: usize = 12;
+/// Size of one `.timeindex` entry.
+pub const TIME_ENTRY_LEN: usize = 12;
+const INDEX_MAGIC: &[u8; 4] = b"SKIX";
+const INDEX_VERSION: u32 = 1;
+
+/// One offset-index entry, relative to the segment's base offset and base Raft index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Batch base offset minus segment base offset.
+    pub rel_offset: u32,
+    /// Batch Raft index minus segment base Raft index.
+    pub rel_index: u32,
+    /// Byte position of the batch in the `.log` file.
+    pub position: u32,
+}
+
+/// One time-index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    /// Largest timestamp of the batches before `rel_offset`.
+    pub timestamp: i64,
+    /// Relative offset the entry points at.
+    pub rel_offset: u32,
+}
+
+#[derive(Debug)]
+enum Data {
+    Owned(Vec<u8>),
+    Mapped(Bytes),
+}
+
+impl Data {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Owned(v) => v,
+            Data::Mapped(b) => b,
+        }
+    }
+
+    fn owned(&mut self) -> &mut Vec<u8> {
+        if let Data::Mapped(b) = self {
+            *self = Data::Owned(b.to_vec());
+        }
+        match self {
+            Data::Owned(v) => v,
+            Data::Mapped(_) => unreachable!("converted to owned just above"),
+        }
+    }
+}
+
+/// A table of fixed-size entries with a count of how many are already in the file.
+#[derive(Debug)]
+struct Table {
+    data: Data,
+    entry_len: usize,
+    file_header_len: usize,
+    /// Entries already written to the file.
+    written: usize,
+}
+
+impl Table {
+    fn len(&self) -> usize {
+        self.data.bytes().len() / self.entry_len
+    }
+
+    fn entry(&self, i: usize) -> &[u8] {
+        &self.data.bytes()[i * self.entry_len..(i + 1) * self.entry_len]
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        debug_assert_eq!(bytes.len(), self.entry_len);
+        self.data.owned().extend_from_slice(bytes);
+    }
+
+    fn truncate(&mut self, n: usize) {
+        if n < self.len() {
+            let len = n * self.entry_len;
+            self.data.owned().truncate(len);
+            self.written = self.written.min(n);
+        }
+    }
+
+    /// Index of the last entry for which `pred` is true, assuming `pred` is true on a prefix.
+    fn last_where(&self, pred: impl Fn(&[u8]) -> bool) -> Option<usize> {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(self.entry(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1)
+    }
+
+    /// Writes the entries not yet in the file and, when the file holds more entries than the
+    /// table (after a truncation), shortens it.
+    fn write_pending(&mut self, file: &File) -> io::Result<()> {
+        let len = self.len();
+        let file_len = (self.file_header_len + len * self.entry_len) as u64;
+        if self.written < len {
+            let start = self.written * self.entry_len;
+            let bytes = &self.data.bytes()[start..];
+            file.write_all_at(bytes, (self.file_header_len + start) as u64)?;
+            self.written = len;
+        }
+        if file.metadata()?.len() > file_len {
+            file.set_len(file_len)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `.index` of one segment.
+#[derive(Debug)]
+pub struct OffsetIndex {
+    table: Table,
+    base_index: u64,
+}
+
+/// Why an index file could not be loaded as it is (the caller rebuilds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexDamage {
+    Missing,
+    BadHeader,
+    BadLength,
+    NotMonotonic,
+}
+
+impl OffsetIndex {
+    /// An empty index for a segment whose first entry will have Raft index `base_index`.
+    pub fn new(base_index: u64) -> Self {
+        OffsetIndex {
+            table: Table {
+                data: Data::Owned(Vec::new()),
+                entry_len: INDEX_ENTRY_LEN,
+                file_header_len: INDEX_HEADER_LEN,
+                written: 0,
+            },
+            base_index,
+        }
+    }
+
+    /// The file header for a segment starting at `base_index`.
+    pub fn header_bytes(base_index: u64) -> [u8; INDEX_HEADER_LEN] {
+        let mut h = [0u8; INDEX_HEADER_LEN];
+        h[0..4].copy_from_slice(INDEX_MAGIC);
+        h[4..8].copy_from_slice(&INDEX_VERSION.to_le_bytes());
+        h[8..16].copy_from_slice(&base_index.to_le_bytes());
+        h
+    }
+
+    /// Parses a whole `.index` file's contents (the file's bytes, already read or mapped).
+    /// Checks the header, the length and that entries increase; entries are not checked against
+    /// the log here.
+    pub(crate) fn parse(file: Bytes, mapped: bool) -> Result<Self, IndexDamage> {
+        if file.len() < INDEX_HEADER_LEN {
+            return Err(IndexDamage::BadHeader);
+        }
+        if &file[0..4] != INDEX_MAGIC || file[4..8] != INDEX_VERSION.to_le_bytes() {
+            return Err(IndexDamage::BadHeader);
+        }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&file[8..16]);
+        let base_index = u64::from_le_bytes(b);
+        let body = file.slice(INDEX_HEADER_LEN..);
+        if body.len() % INDEX_ENTRY_LEN != 0 {
+            return Err(IndexDamage::BadLength);
+        }
+        let n = body.len() / INDEX_ENTRY_LEN;
+        let data = if mapped {
+            Data::Mapped(body)
+        } else {
+            Data::Owned(body.to_vec())
+        };
+        let idx = OffsetIndex {
+            table: Table {
+                data,
+                entry_len: INDEX_ENTRY_LEN,
+                file_header_len: INDEX_HEADER_LEN,
+                written: n,
+            },
+            base_index,
+        };
+        for i in 1..n {
+            let (a, b) = (idx.get(i - 1), idx.get(i));
+            if b.rel_offset < a.rel_offset || b.rel_index <= a.rel_index || b.position <= a.position
+            {
+                return Err(IndexDamage::NotMonotonic);
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Raft index of the segment's first entry.
+    pub fn base_index(&self) -> u64 {
+        self.base_index
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Entry `i`.
+    pub fn get(&self, i: usize) -> IndexEntry {
+        let e = self.table.entry(i);
+        IndexEntry {
+            rel_offset: u32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+            rel_index: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            position: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
+        }
+    }
+
+    /// The last entry, if any.
+    pub fn last(&self) -> Option<IndexEntry> {
+        self.len().checked_sub(1).map(|i| self.get(i))
+    }
+
+    /// Appends an entry (must increase in every field; checked in debug builds).
+    pub fn push(&mut self, e: IndexEntry) {
+        debug_assert!(self
+            .last()
+            .is_none_or(|l| l.rel_index < e.rel_index && l.position < e.position));
+        let mut b = [0u8; INDEX_ENTRY_LEN];
+        b[0..4].copy_from_slice(&e.rel_offset.to_le_bytes());
+        b[4..8].copy_from_slice(&e.rel_index.to_le_bytes());
+        b[8..12].copy_from_slice(&e.position.to_le_bytes());
+        self.table.push(&b);
+    }
+
+    /// Keeps the first `n` entries.
+    pub fn truncate(&mut self, n: usize) {
+        self.table.truncate(n);
+    }
+
+    /// The last entry at or before relative offset `rel` (the batch it points at starts at or
+    /// before `rel`), if any.
+    pub fn floor_offset(&self, rel: u32) -> Option<IndexEntry> {
+        self.table
+            .last_where(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]) <= rel)
+            .map(|i| self.get(i))
+    }
+
+    /// The last entry at or before relative Raft index `rel`, if any.
+    pub fn floor_index(&self, rel: u32) -> Option<IndexEntry> {
+        self.table
+            .last_where(|e| u32::from_le_bytes([e[4], e[5], e[6], e[7]]) <= rel)
+            .map(|i| self.get(i))
+    }
+
+    /// Number of entries whose position is below `position`.
+    pub fn count_below_position(&self, position: u32) -> usize {
+        self.table
+            .last_where(|e| u32::from_le_bytes([e[8], e[9], e[10], e[11]]) < position)
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Writes the header (if the file is new), the entries not yet written, and trims the file
+    /// to the table's length.
+    pub fn write_pending(&mut self, file: &File) -> io::Result<()> {
+        if file.metadata()?.len() < INDEX_HEADER_LEN as u64 {
+            file.write_all_at(&Self::header_bytes(self.base_index), 0)?;
+        }
+        self.table.write_pending(file)
+    }
+}
+
+/// The `.timeindex` of one segment.
+#[derive(Debug)]
+pub struct TimeIndex {
+    table: Table,
+}
+
+impl TimeIndex {
+    /// An empty time index.
+    pub fn new() -> Self {
+        TimeIndex {
+            table: Table {
+                data: Data::Owned(Vec::new()),
+                entry_len: TIME_ENTRY_LEN,
+                file_header_len: 0,
+                written: 0,
+            },
+        }
+    }
+
+    /// Parses a `.timeindex` file's contents.
+    pub(crate) fn parse(file: Bytes, mapped: bool) -> Result<Self, IndexDamage> {
+        if file.len() % TIME_ENTRY_LEN != 0 {
+            return Err(IndexDamage::BadLength);
+        }
+        let n = file.len() / TIME_ENTRY_LEN;
+        let data = if mapped {
+            Data::Mapped(file)
+        } else {
+            Data::Owned(file.to_vec())
+        };
+        let t = TimeIndex {
+            table: Table {
+                data,
+                entry_len: TIME_ENTRY_LEN,
+                file_header_len: 0,
+                written: n,
+            },
+        };
+        for i in 1..n {
+            let (a, b) = (t.get(i - 1), t.get(i));
+            if b.timestamp <= a.timestamp || b.rel_offset < a.rel_offset {
+                return Err(IndexDamage::NotMonotonic);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Entry `i`.
+    pub fn get(&self, i: usize) -> TimeEntry {
+        let e = self.table.entry(i);
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&e[0..8]);
+        TimeEntry {
+            timestamp: i64::from_le_bytes(t),
+            rel_offset: u32::from_le_bytes([e[8], e[9], e[10], e[11]]),
+        }
+    }
+
+    /// The last entry.
+    pub fn last(&self) -> Option<TimeEntry> {
+        self.len().checked_sub(1).map(|i| self.get(i))
+    }
+
+    /// Appends an entry; ignored unless its timestamp is larger than the last one's.
+    pub fn push(&mut self, e: TimeEntry) {
+        if self.last().is_some_and(|l| l.timestamp >= e.timestamp) {
+            return;
+        }
+        let mut b = [0u8; TIME_ENTRY_LEN];
+        b[0..8].copy_from_slice(&e.timestamp.to_le_bytes());
+        b[8..12].copy_from_slice(&e.rel_offset.to_le_bytes());
+        self.table.push(&b);
+    }
+
+    /// Drops entries pointing past relative offset `rel`.
+    pub fn truncate_after_offset(&mut self, rel: u32) {
+        let keep = self
+            .table
+            .last_where(|e| u32::from_le_bytes([e[8], e[9], e[10], e[11]]) <= rel)
+            .map_or(0, |i| i + 1);
+        self.table.truncate(keep);
+    }
+
+    /// The last entry whose timestamp is below `ts`: every record at a timestamp `>= ts` lies at
+    /// or after its offset.
+    pub fn floor_below(&self, ts: i64) -> Option<TimeEntry> {
+        self.table
+            .last_where(|e| {
+                let mut t = [0u8; 8];
+                t.copy_from_slice(&e[0..8]);
+                i64::from_le_bytes(t) < ts
+            })
+            .map(|i| self.get(i))
+    }
+
+    /// Writes the entries not yet in the file.
+    pub fn write_pending(&mut self, file: &File) -> io::Result<()> {
+        self.table.write_pending(file)
+    }
+}
+
+impl Default for TimeIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn floor_lookups_match_a_linear_scan(
+            steps in proptest::collection::vec((0u32..5, 1u32..5, 1u32..500), 0..200),
+            probe in 0u32..2000,
+        ) {
+            let mut idx = OffsetIndex::new(100);
+            let (mut o, mut r, mut p) = (0u32, 0u32, 0u32);
+            let mut all = Vec::new();
+            for (dob, dr, dp) in steps {
+                let e = IndexEntry { rel_offset: o, rel_index: r, position: p };
+                idx.push(e);
+                all.push(e);
+                o += dob; r += dr; p += dp;
+            }
+            let want = all.iter().rev().find(|e| e.rel_offset <= probe).copied();
+            prop_assert_eq!(idx.floor_offset(probe), want);
+            let want = all.iter().rev().find(|e| e.rel_index <= probe).copied();
+            prop_assert_eq!(idx.floor_index(probe), want);
+            prop_assert_eq!(idx.count_below_position(probe), all.iter().filter(|e| e.position < probe).count());
+
+            // And the file form parses back to the same entries.
+            let dir = tempfile::tempdir().expect("tempdir");
+            let f = File::options().read(true).write(true).create(true).truncate(true).open(dir.path().join("i")).expect("open");
+            idx.write_pending(&f).expect("write");
+            let bytes = std::fs::read(dir.path().join("i")).expect("read");
+            let back = OffsetIndex::parse(Bytes::from(bytes), false).expect("parses");
+            prop_assert_eq!(back.base_index(), 100);
+            prop_assert_eq!(back.len(), all.len());
+            for (i, e) in all.iter().enumerate() {
+                prop_assert_eq!(back.get(i), *e);
+            }
+        }
+
+        #[test]
+        fn time_floor_matches_a_linear_scan(
+            steps in proptest::collection::vec((1i64..1000, 0u32..10), 0..100),
+            probe in 0i64..50_000,
+        ) {
+            let mut t = TimeIndex::new();
+            let (mut ts, mut o) = (0i64, 0u32);
+            let mut all = Vec::new();
+            for (dt, dof) in steps {
+                ts += dt; o += dof;
+                let e = TimeEntry { timestamp: ts, rel_offset: o };
+                t.push(e);
+                all.push(e);
+            }
+            prop_assert_eq!(t.floor_below(probe), all.iter().rev().find(|e| e.timestamp < probe).copied());
+        }
+    }
+
+    #[test]
+    fn damaged_files_are_detected() {
+        assert_eq!(
+            OffsetIndex::parse(Bytes::from_static(b"nope"), false).err(),
+            Some(IndexDamage::BadHeader)
+        );
+        let mut good = OffsetIndex::header_bytes(5).to_vec();
+        good.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]);
+        let mut short = good.clone();
+        short.pop();
+        assert_eq!(
+            OffsetIndex::parse(Bytes::from(short), false).err(),
+            Some(IndexDamage::BadLength)
+        );
+        let mut back = good.clone();
+        back.extend_from_slice(&[0u8; 12]);
+        assert_eq!(
+            OffsetIndex::parse(Bytes::from(back), false).err(),
+            Some(IndexDamage::NotMonotonic)
+        );
+        let idx = OffsetIndex::parse(Bytes::from(good), true).expect("good");
+        assert_eq!(idx.base_index(), 5);
+        assert_eq!(idx.len(), 1);
+    }
+
+    #[test]
+    fn truncation_rewrites_the_file_shorter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t");
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("open");
+        let mut t = TimeIndex::new();
+        for i in 1..=10 {
+            t.push(TimeEntry {
+                timestamp: i * 10,
+                rel_offset: i as u32,
+            });
+        }
+        t.write_pending(&f).expect("write");
+        t.truncate_after_offset(4);
+        assert_eq!(t.len(), 4);
+        t.write_pending(&f).expect("rewrite");
+        assert_eq!(f.metadata().expect("meta").len(), 4 * TIME_ENTRY_LEN as u64);
+        // Pushing an older timestamp is ignored.
+        t.push(TimeEntry {
+            timestamp: 5,
+            rel_offset: 5,
+        });
+        assert_eq!(t.len(), 4);
+    }
+}

@@ -1,0 +1,39 @@
+//! Skein's storage engine: the on-disk partition log.
+//!
+//! A partition log ([`PartitionLog`]) is a directory of segments. Each segment is a `.log` file of
+//! record batches ([`batch`]), a sparse `.index` (offset and Raft index -> file position) and a
+//! `.timeindex` (timestamp -> offset), all named by the segment's zero-padded base offset. The
+//! active segment is preallocated and written with positioned writes; every segment is read
+//! through a memory map, so reads hand out [`bytes::Bytes`] slices that borrow the map.
+//!
+//! What the log promises:
+//! - **Whole batches, dense offsets.** `append` takes one whole, CRC-valid batch and stamps the
+//!   next record offset, the Raft term and the Raft index into it; offsets are dense and
+//!   increasing, Raft indexes contiguous, terms non-decreasing.
+//! - **Write, then flush.** Appended bytes are durable only after [`PartitionLog::flush`] (or the
+//!   [`FlushPolicy`]) fsyncs them; `flushed_* <= next_*` always. A failed write or fsync poisons
+//!   the log: every later call fails until the replica is reopened.
+//! - **Recovery on open.** The active segment is scanned from its last valid index entry and every
+//!   batch's CRC checked; a torn tail is cut; broken index files are rebuilt. Damage that a torn
+//!   write cannot explain (inside a sealed segment, or before a valid batch) is reported as
+//!   [`StorageError::CorruptBatch`] naming the segment and position, never skipped or truncated.
+//! - **Truncation and retention** work on whole batches ([`PartitionLog::truncate_from_index`])
+//!   and whole sealed segments ([`PartitionLog::advance_log_start`],
+//!   [`PartitionLog::purge_through_index`], [`PartitionLog::apply_retention`]).
+//!
+//! Architecture invariant: this crate knows nothing of Raft's types, gRPC or the network; the
+//! Raft index and term are just numbers the caller supplies.
+
+pub mod batch;
+mod config;
+mod error;
+mod index;
+pub mod inspect;
+mod log;
+mod mmap;
+mod segment;
+
+pub use crate::config::{FlushPolicy, LogConfig, Retention, SEGMENT_BYTES_LIMIT};
+pub use crate::error::{Result, StorageError};
+pub use crate::log::{Clock, PartitionLog, ReadSlice, RetentionPoint};
+pub use crate::segment::AppendInfo;

@@ -1,0 +1,710 @@
+//! The partition log: an ordered list of segments, the last of which is active.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::batch::{self, Batch, EntryKind};
+use crate::config::{FlushPolicy, LogConfig};
+use crate::error::{Result, StorageError};
+use crate::segment::{self, AppendInfo, Segment};
+
+/// A wall clock in ms since the Unix epoch; replaceable for tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
+}
+
+/// Batches read from the log: whole batches, as one zero-copy slice of a segment's map.
+#[derive(Debug, Clone)]
+pub struct ReadSlice {
+    /// Concatenated batches (possibly including Raft-internal batches, which consumers skip).
+    pub bytes: Bytes,
+    /// The offset to read from next: one past the last record of the slice, or the requested
+    /// offset when the slice is empty.
+    pub next_offset: u64,
+}
+
+/// A prefix of the log that retention wants gone: whole sealed segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPoint {
+    /// The log start offset after deletion.
+    pub offset: u64,
+    /// Raft index of the last entry that would be deleted.
+    pub last_index: u64,
+    /// Segments that would be deleted.
+    pub segments: usize,
+}
+
+/// A segmented, mmap-backed partition log.
+///
+/// Positions and their invariant: `log_start_offset <= flushed_offset <= next_offset` (record
+/// offsets) and `first_index <= flushed_index <= next_index` (Raft indexes). `append` advances the
+/// `next_*` positions; only `flush` advances the `flushed_*` positions; truncation may move all of
+/// them back. Appends must continue the Raft index sequence exactly; record offsets are assigned by
+/// the log (the previous entry's next offset), so every replica stamps the same offsets.
+///
+/// Reads take `&self` and return zero-copy slices; writes take `&mut self`. Wrap the log in a
+/// lock to share it between threads.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: VecDeque<Segment>,
+    log_start_offset: u64,
+    flushed_offset: u64,
+    flushed_index: u64,
+    unflushed_bytes: u64,
+    unflushed_since: Option<Instant>,
+    poisoned: Option<String>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset)
+            .field("next_offset", &self.next_offset())
+            .field("next_index", &self.next_index())
+            .field("segments", &self.segments.len())
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io(format!("fsync directory {}", dir.display()), e))
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it (see the crate docs).
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
+        Self::open_with_clock(dir, config, system_clock())
+    }
+
+    /// Like [`PartitionLog::open`] with an explicit wall clock.
+    pub fn open_with_clock(dir: impl AsRef<Path>, config: LogConfig, clock: Clock) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let _span = tracing::info_span!("open_log", dir = %dir.display()).entered();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StorageError::io(format!("create log directory {}", dir.display()), e))?;
+        let now = clock();
+        let mut logs = Vec::new();
+        let mut others = Vec::new();
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| StorageError::io(format!("list log directory {}", dir.display()), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| {
+                StorageError::io(format!("list log directory {}", dir.display()), e)
+            })?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            match segment::parse_file_name(name) {
+                Some((base, "log")) => logs.push(base),
+                Some((base, "index" | "timeindex")) => others.push((base, name.to_owned())),
+                _ => {}
+            }
+        }
+        logs.sort_unstable();
+        // Index files whose log is gone are leftovers of an interrupted deletion.
+        let mut removed_orphans = false;
+        for (base, name) in others {
+            if logs.binary_search(&base).is_err() {
+                let p = dir.join(&name);
+                std::fs::remove_file(&p)
+                    .map_err(|e| StorageError::io(format!("remove orphan {}", p.display()), e))?;
+                removed_orphans = true;
+            }
+        }
+        if removed_orphans {
+            sync_dir(&dir)?;
+        }
+
+        let interval = u64::from(config.index_interval_bytes);
+        let mut segments: VecDeque<Segment> = VecDeque::with_capacity(logs.len().max(1));
+        for (i, base) in logs.iter().enumerate() {
+            let sealed = i + 1 < logs.len();
+            let expected_index = segments.back().map_or(0, |s| s.next_index);
+            let seg = Segment::open(
+                &dir,
+                *base,
+                sealed,
+                config.segment_bytes_max,
+                expected_index,
+                interval,
+                now,
+            )?;
+            if let Some(prev) = segments.back() {
+                if prev.next_offset != seg.base_offset || prev.next_index != seg.base_index() {
+                    return Err(StorageError::SegmentGap {
+                        segment: seg.log_path.clone(),
+                        found: seg.base_offset,
+                        expected: prev.next_offset,
+                        found_index: seg.base_index(),
+                        expected_index: prev.next_index,
+                    });
+                }
+            }
+            segments.push_back(seg);
+        }
+        if segments.is_empty() {
+            let seg = Segment::create(&dir, 0, 0, config.segment_bytes_max, interval, now)?;
+            segments.push_back(seg);
+            sync_dir(&dir)?;
+        }
+        let first = segments.front().map_or(0, |s| s.base_offset);
+        let (next_offset, next_index) = segments
+            .back()
+            .map_or((0, 0), |s| (s.next_offset, s.next_index));
+        tracing::info!(
+            segments = segments.len(),
+            log_start_offset = first,
+            next_offset,
+            next_index,
+            "opened partition log"
+        );
+        Ok(PartitionLog {
+            dir,
+            config,
+            segments,
+            log_start_offset: first,
+            flushed_offset: next_offset,
+            flushed_index: next_index,
+            unflushed_bytes: 0,
+            unflushed_since: None,
+            poisoned: None,
+            clock,
+        })
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(StorageError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a fatal failure; every later call returns [`StorageError::Poisoned`].
+    fn poison(&mut self, err: StorageError) -> StorageError {
+        tracing::error!(dir = %self.dir.display(), error = %err, "partition log poisoned");
+        self.poisoned = Some(err.to_string());
+        err
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .back()
+            .expect("invariant: a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .back_mut()
+            .expect("invariant: a log always has an active segment")
+    }
+
+    /// The directory of this log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// First offset a reader may ask for.
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start_offset
+    }
+
+    /// The log end offset: the offset the next record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.active().next_offset
+    }
+
+    /// Raft index of the first entry still on disk.
+    pub fn first_index(&self) -> u64 {
+        self.segments.front().map_or(0, |s| s.base_index())
+    }
+
+    /// Raft index the next appended entry must have.
+    pub fn next_index(&self) -> u64 {
+        self.active().next_index
+    }
+
+    /// Term and index of the last entry, if the log has one.
+    pub fn last_entry(&self) -> Option<(u64, u64)> {
+        let term = self.segments.iter().rev().find_map(|s| s.last_term)?;
+        Some((term, self.next_index() - 1))
+    }
+
+    /// Offset up to which (exclusive) appended data is durable.
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed_offset
+    }
+
+    /// Raft index up to which (exclusive) appended entries are durable.
+    pub fn flushed_index(&self) -> u64 {
+        self.flushed_index
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Total bytes of batches in the log.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// True once a write or fsync has failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Appends a data batch as the next Raft entry, with the last entry's term.
+    /// For logs used without Raft (tools, tests, benchmarks).
+    pub fn append(&mut self, batch: &[u8]) -> Result<AppendInfo> {
+        let term = self.last_entry().map_or(0, |(t, _)| t);
+        let index = self.next_index();
+        self.append_entry(batch, term, index)
+    }
+
+    /// Appends one whole batch as Raft entry `(term, index)`.
+    ///
+    /// The batch must be valid (CRC included) and no larger than `batch_bytes_max`; `index` must
+    /// be [`PartitionLog::next_index`] and `term` at least the last entry's. The log stamps the
+    /// base offset, term and index and writes the bytes; the write is durable after the next
+    /// [`PartitionLog::flush`]. Bad input leaves the log unchanged; a failed write poisons it.
+    pub fn append_entry(&mut self, batch: &[u8], term: u64, index: u64) -> Result<AppendInfo> {
+        self.check_poisoned()?;
+        if batch.len() > self.config.batch_bytes_max as usize {
+            return Err(StorageError::BatchTooLarge {
+                size: batch.len(),
+                max: self.config.batch_bytes_max,
+            });
+        }
+        let header = batch::validate(batch)?;
+        let next_index = self.next_index();
+        if index != next_index {
+            return Err(StorageError::NonContiguousIndex {
+                expected: next_index,
+                got: index,
+            });
+        }
+        if let Some((last, _)) = self.last_entry() {
+            if term < last {
+                return Err(StorageError::TermRegression { last, got: term });
+            }
+        }
+        let now = (self.clock)();
+        let len = batch.len() as u64;
+        let must_roll = {
+            let a = self.active();
+            let full = !a.fits(len) || a.size + len > self.config.segment_bytes_max;
+            let old = self
+                .config
+                .segment_age_max
+                .is_some_and(|age| now.saturating_sub(a.rolled_at_ms) >= age.as_millis() as i64);
+            a.has_records() && (full || old)
+        };
+        if must_roll {
+            self.roll(now)?;
+        }
+        let seg = self.active_mut();
+        let result = seg.append(batch, &header, term, index);
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                let e = StorageError::io(
+                    format!("append to segment {}", self.active().log_path.display()),
+                    e,
+                );
+                return Err(self.poison(e));
+            }
+        };
+        self.unflushed_bytes += len;
+        if self.unflushed_since.is_none() {
+            self.unflushed_since = Some(Instant::now());
+        }
+        if self.config.flush == FlushPolicy::EveryBatch {
+            self.flush()?;
+        }
+        Ok(info)
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    fn roll(&mut self, now: i64) -> Result<()> {
+        self.flush()?;
+        let r = self.active_mut().seal();
+        if let Err(e) = r {
+            return Err(self.poison(e));
+        }
+        let (base, index) = (self.next_offset(), self.next_index());
+        let seg = Segment::create(
+            &self.dir,
+            base,
+            index,
+            self.config.segment_bytes_max,
+            u64::from(self.config.index_interval_bytes),
+            now,
+        );
+        let seg = match seg {
+            Ok(s) => s,
+            Err(e) => return Err(self.poison(e)),
+        };
+        tracing::debug!(dir = %self.dir.display(), base_offset = base, "rolled segment");
+        self.segments.push_back(seg);
+        if let Err(e) = sync_dir(&self.dir) {
+            return Err(self.poison(e));
+        }
+        Ok(())
+    }
+
+    /// Makes every appended batch durable: fdatasync of the active segment, then the index
+    /// entries that point at the newly durable bytes. A failure poisons the log.
+    pub fn flush(&mut self) -> Result<()> {
+        self.check_poisoned()?;
+        if self.unflushed_bytes == 0 && self.flushed_index == self.next_index() {
+            return Ok(());
+        }
+        let r = self.active_mut().flush();
+        if let Err(e) = r {
+            let e = StorageError::io(
+                format!("fsync segment {}", self.active().log_path.display()),
+                e,
+            );
+            return Err(self.poison(e));
+        }
+        self.flushed_offset = self.next_offset();
+        self.flushed_index = self.next_index();
+        self.unflushed_bytes = 0;
+        self.unflushed_since = None;
+        Ok(())
+    }
+
+    /// When the flush policy next wants a flush, if anything is pending.
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        let since = self.unflushed_since?;
+        match self.config.flush {
+            FlushPolicy::EveryBatch => Some(since),
+            FlushPolicy::GroupCommit { interval, bytes } => {
+                if self.unflushed_bytes >= bytes {
+                    Some(since)
+                } else {
+                    Some(since + interval)
+                }
+            }
+            FlushPolicy::Never => None,
+        }
+    }
+
+    /// Flushes if the policy says a flush is due at `now`. Returns whether it flushed.
+    pub fn flush_if_due(&mut self, now: Instant) -> Result<bool> {
+        match self.flush_deadline() {
+            Some(d) if d <= now => self.flush().map(|()| true),
+            _ => Ok(false),
+        }
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes` (at
+    /// least one batch when there is one).
+    pub fn read(&self, offset: u64, max_bytes: u64) -> Result<ReadSlice> {
+        self.read_upto(offset, max_bytes, u64::MAX)
+    }
+
+    /// Like [`PartitionLog::read`], returning no batch that reaches `upto` (exclusive), e.g. the
+    /// high watermark.
+    pub fn read_upto(&self, offset: u64, max_bytes: u64, upto: u64) -> Result<ReadSlice> {
+        self.check_poisoned()?;
+        let end = self.next_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                start: self.log_start_offset,
+                end,
+            });
+        }
+        let mut seg_i = self.segments.partition_point(|s| s.base_offset <= offset);
+        seg_i = seg_i.saturating_sub(1);
+        loop {
+            let seg = &self.segments[seg_i];
+            let bytes = seg.read(offset, max_bytes, upto)?;
+            // An offset at the very end of a sealed segment lives in the next one.
+            if bytes.is_empty() && offset >= seg.next_offset && seg_i + 1 < self.segments.len() {
+                seg_i += 1;
+                continue;
+            }
+            let next_offset = last_next_offset(&bytes).unwrap_or(offset);
+            return Ok(ReadSlice { bytes, next_offset });
+        }
+    }
+
+    /// Entries with Raft index in `[from, to)`, in order, stopping after `max_bytes` (at least
+    /// one entry when the range is not empty). Each is CRC-checked and returned without copying.
+    pub fn entries(&self, from: u64, to: u64, max_bytes: u64) -> Result<Vec<Batch>> {
+        self.check_poisoned()?;
+        let (first, next) = (self.first_index(), self.next_index());
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        if from < first || to > next {
+            return Err(StorageError::IndexOutOfRange {
+                requested: if from < first { from } else { to - 1 },
+                first,
+                next,
+            });
+        }
+        let mut out = Vec::new();
+        let mut at = from;
+        let mut budget = max_bytes;
+        let mut i = self
+            .segments
+            .partition_point(|s| s.base_index() <= from)
+            .saturating_sub(1);
+        while at < to && i < self.segments.len() {
+            let seg = &self.segments[i];
+            let stop = to.min(seg.next_index);
+            if at < stop {
+                let before = out.len();
+                let took = seg.entries(at, stop, budget, &mut out)?;
+                at += (out.len() - before) as u64;
+                budget = budget.saturating_sub(took);
+                if at < stop || budget == 0 {
+                    break;
+                }
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    /// The entry with Raft index `index`.
+    pub fn entry(&self, index: u64) -> Result<Batch> {
+        self.entries(index, index + 1, 0)?
+            .pop()
+            .ok_or(StorageError::IndexOutOfRange {
+                requested: index,
+                first: self.first_index(),
+                next: self.next_index(),
+            })
+    }
+
+    /// The first offset whose record timestamp is `>= ts` (not below the log start offset), or
+    /// `None` when every record is older.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
+        self.check_poisoned()?;
+        for seg in &self.segments {
+            if seg.next_offset <= self.log_start_offset {
+                continue;
+            }
+            if let Some(o) = seg.offset_for_timestamp(ts)? {
+                return Ok(Some(o.max(self.log_start_offset)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every entry with Raft index `>= index` (a diverging follower's uncommitted tail).
+    /// Segments entirely after it are deleted; the one holding it is cut and becomes active.
+    pub fn truncate_from_index(&mut self, index: u64) -> Result<()> {
+        self.check_poisoned()?;
+        let (first, next) = (self.first_index(), self.next_index());
+        if index >= next {
+            return Ok(());
+        }
+        if index < first {
+            return Err(StorageError::IndexOutOfRange {
+                requested: index,
+                first,
+                next,
+            });
+        }
+        let _span = tracing::info_span!("truncate", dir = %self.dir.display(), index).entered();
+        // Delete whole segments that start at or after `index`, newest first, but keep the first.
+        while self.segments.len() > 1 && self.active().base_index() >= index {
+            let seg = self
+                .segments
+                .pop_back()
+                .expect("invariant: more than one segment");
+            let path = seg.log_path.clone();
+            if let Err(e) = seg.delete_files() {
+                let e = StorageError::io(format!("delete segment {}", path.display()), e);
+                return Err(self.poison(e));
+            }
+        }
+        if let Err(e) = sync_dir(&self.dir) {
+            return Err(self.poison(e));
+        }
+        let cap = self.config.segment_bytes_max;
+        let seg = self.active_mut();
+        if index < seg.next_index {
+            if let Err(e) = seg.truncate_from_index(index, cap) {
+                return Err(if e.is_corruption() { e } else { self.poison(e) });
+            }
+        } else if seg.sealed {
+            // The truncation point is exactly this segment's end (the segments after it were
+            // deleted above): reopen it for appends.
+            if let Err(e) = seg.unseal(cap) {
+                return Err(self.poison(e));
+            }
+        }
+        self.flushed_offset = self.flushed_offset.min(self.next_offset());
+        self.flushed_index = self.flushed_index.min(self.next_index());
+        self.log_start_offset = self.log_start_offset.min(self.next_offset());
+        Ok(())
+    }
+
+    /// Moves the log start offset forward to `offset` (retention or a purge) and deletes the
+    /// sealed segments that lie entirely below it. Returns the number of segments deleted.
+    pub fn advance_log_start(&mut self, offset: u64) -> Result<usize> {
+        self.check_poisoned()?;
+        let end = self.next_offset();
+        if offset > end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                start: self.log_start_offset,
+                end,
+            });
+        }
+        self.log_start_offset = self.log_start_offset.max(offset);
+        let target = self.log_start_offset;
+        self.delete_prefix_while(|s| s.next_offset <= target)
+    }
+
+    /// Deletes the sealed segments whose entries all have Raft index `<= index` (Raft purge) and
+    /// moves the log start offset past them. Returns the number of segments deleted.
+    pub fn purge_through_index(&mut self, index: u64) -> Result<usize> {
+        self.check_poisoned()?;
+        let n = self.delete_prefix_while(|s| s.next_index <= index.saturating_add(1))?;
+        let first = self.segments.front().map_or(0, |s| s.base_offset);
+        self.log_start_offset = self.log_start_offset.max(first);
+        Ok(n)
+    }
+
+    fn delete_prefix_while(&mut self, pred: impl Fn(&Segment) -> bool) -> Result<usize> {
+        let mut n = 0;
+        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.sealed && pred(s))
+        {
+            let seg = self
+                .segments
+                .pop_front()
+                .expect("invariant: more than one segment");
+            let path = seg.log_path.clone();
+            if let Err(e) = seg.delete_files() {
+                let e = StorageError::io(format!("delete segment {}", path.display()), e);
+                return Err(self.poison(e));
+            }
+            n += 1;
+        }
+        if n > 0 {
+            if let Err(e) = sync_dir(&self.dir) {
+                return Err(self.poison(e));
+            }
+            tracing::info!(dir = %self.dir.display(), segments = n, "deleted segments");
+        }
+        let first = self.segments.front().map_or(0, |s| s.base_offset);
+        self.log_start_offset = self.log_start_offset.max(first);
+        Ok(n)
+    }
+
+    /// The prefix of whole sealed segments that the retention policy wants deleted at `now_ms`.
+    pub fn retention_point(&self, now_ms: i64) -> Option<RetentionPoint> {
+        let r = self.config.retention;
+        let mut total = self.size_bytes();
+        let mut point = None;
+        for (i, s) in self.segments.iter().enumerate() {
+            if !s.sealed {
+                break;
+            }
+            let too_old = r
+                .time
+                .is_some_and(|t| s.max_timestamp < now_ms.saturating_sub(t.as_millis() as i64));
+            let too_big = r.bytes.is_some_and(|b| total > b);
+            if !(too_old || too_big) {
+                break;
+            }
+            total -= s.size;
+            point = Some(RetentionPoint {
+                offset: s.next_offset,
+                last_index: s.next_index.saturating_sub(1),
+                segments: i + 1,
+            });
+        }
+        point
+    }
+
+    /// Applies the retention policy now. Returns the number of segments deleted.
+    pub fn apply_retention(&mut self) -> Result<usize> {
+        match self.retention_point((self.clock)()) {
+            Some(p) => self.advance_log_start(p.offset),
+            None => Ok(0),
+        }
+    }
+
+    /// Discards the whole log and starts it again empty at `next_offset` / `next_index` (a
+    /// follower installing a snapshot beyond its log).
+    pub fn reset(&mut self, next_offset: u64, next_index: u64) -> Result<()> {
+        self.check_poisoned()?;
+        while let Some(seg) = self.segments.pop_back() {
+            let path = seg.log_path.clone();
+            if let Err(e) = seg.delete_files() {
+                let e = StorageError::io(format!("delete segment {}", path.display()), e);
+                return Err(self.poison(e));
+            }
+        }
+        let seg = Segment::create(
+            &self.dir,
+            next_offset,
+            next_index,
+            self.config.segment_bytes_max,
+            u64::from(self.config.index_interval_bytes),
+            (self.clock)(),
+        );
+        match seg {
+            Ok(s) => self.segments.push_back(s),
+            Err(e) => return Err(self.poison(e)),
+        }
+        if let Err(e) = sync_dir(&self.dir) {
+            return Err(self.poison(e));
+        }
+        self.log_start_offset = next_offset;
+        self.flushed_offset = next_offset;
+        self.flushed_index = next_index;
+        self.unflushed_bytes = 0;
+        self.unflushed_since = None;
+        Ok(())
+    }
+}
+
+/// One past the last record offset of the batches in `bytes`, if any batch holds records.
+fn last_next_offset(bytes: &[u8]) -> Option<u64> {
+    let mut pos = 0usize;
+    let mut next = None;
+    while pos < bytes.len() {
+        let h = batch::BatchHeader::parse(&bytes[pos..]).ok()?;
+        if h.kind == EntryKind::Data {
+            next = Some(h.next_offset());
+        } else if next.is_none() {
+            next = Some(h.base_offset);
+        }
+        pos += h.batch_len as usize;
+    }
+    next
+}

@@ -1,0 +1,747 @@
+//! One segment of a partition log: a `.log` file of batches and its two sparse indexes.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::batch::{self, Batch, BatchHeader, EntryKind, Records, HEADER_LEN, STAMP_LEN};
+use crate::error::{Result, StorageError};
+use crate::index::{IndexDamage, IndexEntry, OffsetIndex, TimeEntry, TimeIndex};
+use crate::mmap;
+
+/// Width of the zero-padded base offset in file names.
+const NAME_WIDTH: usize = 20;
+
+/// `00000000000000001234.log` and friends.
+pub(crate) fn file_name(base_offset: u64, ext: &str) -> String {
+    format!("{base_offset:0NAME_WIDTH$}.{ext}")
+}
+
+/// Parses `00000000000000001234.log` into `(1234, "log")`.
+pub(crate) fn parse_file_name(name: &str) -> Option<(u64, &str)> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != NAME_WIDTH || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, ext))
+}
+
+fn open_rw(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+}
+
+/// What the log learns about an entry it appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset stamped as the batch's base offset.
+    pub base_offset: u64,
+    /// One past the batch's last offset (the log end offset after this append).
+    pub next_offset: u64,
+    /// Raft term stamped.
+    pub raft_term: u64,
+    /// Raft index stamped.
+    pub raft_index: u64,
+}
+
+/// Where a scan of a segment ended.
+#[derive(Debug)]
+enum ScanEnd {
+    /// Clean end: a zeroed header or the end of the file.
+    Clean(u64),
+    /// An invalid batch with no valid batch after it: a torn write.
+    Torn(u64, String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub base_offset: u64,
+    pub next_offset: u64,
+    pub next_index: u64,
+    pub last_term: Option<u64>,
+    /// Bytes of valid batches.
+    pub size: u64,
+    /// Length of the file and of the map (`== size` once sealed).
+    capacity: u64,
+    pub max_timestamp: i64,
+    /// When the segment started, for rolling by age (ms since the epoch).
+    pub rolled_at_ms: i64,
+    pub sealed: bool,
+    /// Bytes of log between two sparse index entries.
+    index_interval: u64,
+    log: File,
+    map: Bytes,
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    index_file: File,
+    time_file: File,
+    pub log_path: PathBuf,
+    index_path: PathBuf,
+    time_path: PathBuf,
+}
+
+impl Segment {
+    fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            dir.join(file_name(base_offset, "log")),
+            dir.join(file_name(base_offset, "index")),
+            dir.join(file_name(base_offset, "timeindex")),
+        )
+    }
+
+    /// Creates a new, empty active segment (the caller fsyncs the directory).
+    pub fn create(
+        dir: &Path,
+        base_offset: u64,
+        base_index: u64,
+        capacity: u64,
+        index_interval: u64,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
+        let action = |what: &str| format!("create segment {}: {what}", log_path.display());
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&log_path)
+            .map_err(|e| StorageError::io(action("open"), e))?;
+        mmap::preallocate(&log, capacity)
+            .map_err(|e| StorageError::io(action("preallocate"), e))?;
+        log.sync_all()
+            .map_err(|e| StorageError::io(action("fsync"), e))?;
+        let index_file =
+            open_rw(&index_path, true).map_err(|e| StorageError::io(action("create .index"), e))?;
+        index_file
+            .set_len(0)
+            .map_err(|e| StorageError::io(action("reset .index"), e))?;
+        let mut index = OffsetIndex::new(base_index);
+        index
+            .write_pending(&index_file)
+            .and_then(|()| index_file.sync_all())
+            .map_err(|e| StorageError::io(action("write .index header"), e))?;
+        let time_file = open_rw(&time_path, true)
+            .map_err(|e| StorageError::io(action("create .timeindex"), e))?;
+        time_file
+            .set_len(0)
+            .map_err(|e| StorageError::io(action("reset .timeindex"), e))?;
+        let map =
+            mmap::map_bytes(&log, capacity).map_err(|e| StorageError::io(action("map"), e))?;
+        Ok(Segment {
+            base_offset,
+            next_offset: base_offset,
+            next_index: base_index,
+            last_term: None,
+            size: 0,
+            capacity,
+            max_timestamp: i64::MIN,
+            rolled_at_ms: now_ms,
+            sealed: false,
+            index_interval,
+            log,
+            map,
+            index,
+            time_index: TimeIndex::new(),
+            index_file,
+            time_file,
+            log_path,
+            index_path,
+            time_path,
+        })
+    }
+
+    /// Opens an existing segment and recovers it.
+    ///
+    /// A sealed segment must be whole: every batch it is checked on must be valid and the last
+    /// must end at the end of the file. The active segment is scanned from its last valid index
+    /// entry; a torn tail is cut off, but an invalid batch followed by a valid one is corruption.
+    /// `expected_base_index` is used when the `.index` file (which records the segment's base
+    /// Raft index) is missing or damaged and the segment holds no batch to read it from.
+    pub fn open(
+        dir: &Path,
+        base_offset: u64,
+        sealed: bool,
+        capacity: u64,
+        expected_base_index: u64,
+        index_interval: u64,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
+        let action = |what: &str| format!("open segment {}: {what}", log_path.display());
+        let log = open_rw(&log_path, false).map_err(|e| StorageError::io(action("open"), e))?;
+        let file_len = log
+            .metadata()
+            .map_err(|e| StorageError::io(action("stat"), e))?
+            .len();
+        let index_file =
+            open_rw(&index_path, true).map_err(|e| StorageError::io(action("open .index"), e))?;
+        let time_file = open_rw(&time_path, true)
+            .map_err(|e| StorageError::io(action("open .timeindex"), e))?;
+
+        let read_file = |f: &File| -> Result<Bytes> {
+            let len = f
+                .metadata()
+                .map_err(|e| StorageError::io(action("stat index"), e))?
+                .len();
+            if sealed {
+                mmap::map_bytes(f, len).map_err(|e| StorageError::io(action("map index"), e))
+            } else {
+                let mut v = vec![0u8; len as usize];
+                f.read_exact_at(&mut v, 0)
+                    .map_err(|e| StorageError::io(action("read index"), e))?;
+                Ok(Bytes::from(v))
+            }
+        };
+        let index = OffsetIndex::parse(read_file(&index_file)?, sealed);
+        let time_index = TimeIndex::parse(read_file(&time_file)?, sealed);
+
+        let map_len = if sealed {
+            file_len
+        } else {
+            file_len.max(capacity)
+        };
+        if !sealed {
+            mmap::preallocate(&log, map_len)
+                .map_err(|e| StorageError::io(action("preallocate"), e))?;
+        }
+        let map = mmap::map_bytes(&log, map_len).map_err(|e| StorageError::io(action("map"), e))?;
+
+        // The first batch, if any, tells the base Raft index and the segment's age.
+        let first = BatchHeader::parse(&map[..map.len().min(HEADER_LEN)]).ok();
+        let (index, time_index, damaged) = match (index, time_index) {
+            (Ok(i), Ok(t)) => (i, t, None),
+            (i, t) => {
+                let base_index = first.map_or(expected_base_index, |h| h.raft_index);
+                let why = i.err().or(t.err()).unwrap_or(IndexDamage::Missing);
+                (OffsetIndex::new(base_index), TimeIndex::new(), Some(why))
+            }
+        };
+        if let Some(why) = damaged {
+            tracing::warn!(segment = %log_path.display(), ?why, "rebuilding index files");
+        }
+
+        let mut seg = Segment {
+            base_offset,
+            next_offset: base_offset,
+            next_index: index.base_index(),
+            last_term: None,
+            size: 0,
+            capacity: map_len,
+            max_timestamp: i64::MIN,
+            rolled_at_ms: first.map_or(now_ms, |h| h.max_timestamp.min(now_ms)),
+            sealed,
+            index_interval,
+            log,
+            map,
+            index,
+            time_index,
+            index_file,
+            time_file,
+            log_path,
+            index_path,
+            time_path,
+        };
+        seg.recover(damaged.is_some())?;
+        Ok(seg)
+    }
+
+    fn corrupt(&self, position: u64, reason: impl Into<String>) -> StorageError {
+        StorageError::CorruptBatch {
+            segment: self.log_path.clone(),
+            position,
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks the batch at `pos` fully (header, bounds, CRC) against the expected sequence.
+    fn check_batch_at(
+        &self,
+        pos: u64,
+        limit: u64,
+        expected_offset: u64,
+        expected_index: u64,
+        min_term: u64,
+    ) -> std::result::Result<BatchHeader, String> {
+        let start = pos as usize;
+        let avail = (limit - pos) as usize;
+        let head = &self.map[start..start + avail.min(HEADER_LEN)];
+        let h = BatchHeader::parse(head).map_err(|e| e.to_string())?;
+        let len = h.batch_len as u64;
+        if pos + len > limit {
+            return Err(format!(
+                "batch of {len} bytes runs past the end of the data"
+            ));
+        }
+        batch::validate(&self.map[start..start + len as usize]).map_err(|e| e.to_string())?;
+        if h.base_offset != expected_offset {
+            return Err(format!(
+                "base offset {} where {} was expected",
+                h.base_offset, expected_offset
+            ));
+        }
+        if h.raft_index != expected_index {
+            return Err(format!(
+                "raft index {} where {} was expected",
+                h.raft_index, expected_index
+            ));
+        }
+        if h.raft_term < min_term {
+            return Err(format!("term {} after term {}", h.raft_term, min_term));
+        }
+        Ok(h)
+    }
+
+    fn is_zero_header(&self, pos: u64, limit: u64) -> bool {
+        let end = (pos as usize + HEADER_LEN).min(limit as usize);
+        self.map[pos as usize..end].iter().all(|b| *b == 0)
+    }
+
+    /// Rebuilds in-memory state from the files (see [`Segment::open`]).
+    fn recover(&mut self, rebuild_index: bool) -> Result<()> {
+        let limit = self.map.len() as u64;
+        // Find the last index entry that points at a valid batch; start scanning there.
+        let mut start: Option<IndexEntry> = None;
+        if !rebuild_index {
+            while let Some(e) = self.index.last() {
+                let ok = (e.position as u64) < limit
+                    && self
+                        .check_batch_at(
+                            e.position as u64,
+                            limit,
+                            self.base_offset + e.rel_offset as u64,
+                            self.index.base_index() + e.rel_index as u64,
+                            0,
+                        )
+                        .is_ok();
+                if ok {
+                    start = Some(e);
+                    break;
+                }
+                if self.sealed {
+                    return Err(self.corrupt(
+                        e.position as u64,
+                        "index entry of a sealed segment points at an invalid batch",
+                    ));
+                }
+                self.index.truncate(self.index.len() - 1);
+            }
+        }
+        let (mut pos, mut offset, mut index) = match start {
+            Some(e) => {
+                self.time_index.truncate_after_offset(e.rel_offset);
+                (
+                    e.position as u64,
+                    self.base_offset + e.rel_offset as u64,
+                    self.index.base_index() + e.rel_index as u64,
+                )
+            }
+            None => {
+                self.index.truncate(0);
+                self.time_index.truncate_after_offset(0);
+                (0, self.base_offset, self.index.base_index())
+            }
+        };
+        self.max_timestamp = self.time_index.last().map_or(i64::MIN, |t| t.timestamp);
+        let mut term = 0u64;
+        let end = loop {
+            if pos + HEADER_LEN as u64 > limit || self.is_zero_header(pos, limit) {
+                break ScanEnd::Clean(pos);
+            }
+            match self.check_batch_at(pos, limit, offset, index, term) {
+                Ok(h) => {
+                    self.note_index_point(pos, &h);
+                    pos += h.batch_len as u64;
+                    offset = h.next_offset();
+                    index += 1;
+                    term = h.raft_term;
+                    self.last_term = Some(h.raft_term);
+                    self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+                }
+                Err(reason) => {
+                    if self.sealed {
+                        return Err(self.corrupt(pos, reason));
+                    }
+                    // A valid batch right after the bad one means this is not a torn tail.
+                    if let Ok(h) = BatchHeader::parse(&self.map[pos as usize..]) {
+                        let next = pos + h.batch_len as u64;
+                        let succ = next < limit
+                            && BatchHeader::parse(&self.map[next as usize..]).is_ok_and(|n| {
+                                next + n.batch_len as u64 <= limit
+                                    && batch::validate(
+                                        &self.map
+                                            [next as usize..(next + n.batch_len as u64) as usize],
+                                    )
+                                    .is_ok()
+                            });
+                        if succ {
+                            return Err(self.corrupt(
+                                pos,
+                                format!("{reason}, and a valid batch follows at position {next}"),
+                            ));
+                        }
+                    }
+                    break ScanEnd::Torn(pos, reason);
+                }
+            }
+        };
+        let valid_end = match &end {
+            ScanEnd::Clean(p) | ScanEnd::Torn(p, _) => *p,
+        };
+        if self.sealed && valid_end != limit {
+            return Err(self.corrupt(valid_end, "sealed segment has bytes after its last batch"));
+        }
+        if let ScanEnd::Torn(p, reason) = &end {
+            tracing::warn!(segment = %self.log_path.display(), position = p, %reason, "truncating torn tail");
+        }
+        self.size = valid_end;
+        self.next_offset = offset;
+        self.next_index = index;
+        if !self.sealed {
+            self.wipe_after(valid_end)?;
+        }
+        // Persist rebuilt or trimmed indexes (they point at data just made durable).
+        self.write_indexes(self.sealed)?;
+        Ok(())
+    }
+
+    /// Makes everything after `end` in the active segment read as zeros and durable as such, so
+    /// that no stale batch can reappear after a later crash.
+    fn wipe_after(&mut self, end: u64) -> Result<()> {
+        let action = |what: &str| format!("recover segment {}: {what}", self.log_path.display());
+        let cap = self.capacity;
+        self.log
+            .set_len(end)
+            .and_then(|()| mmap::preallocate(&self.log, cap))
+            .and_then(|()| self.log.sync_all())
+            .map_err(|e| StorageError::io(action("clear the tail"), e))?;
+        Ok(())
+    }
+
+    fn write_indexes(&mut self, sync: bool) -> Result<()> {
+        let action = format!("write index of segment {}", self.log_path.display());
+        self.index
+            .write_pending(&self.index_file)
+            .and_then(|()| self.time_index.write_pending(&self.time_file))
+            .and_then(|()| {
+                if sync {
+                    self.index_file.sync_all()?;
+                    self.time_file.sync_all()
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| StorageError::io(action, e))
+    }
+
+    /// Adds index entries for a batch about to be (or being re-)accounted at `pos`.
+    fn note_index_point(&mut self, pos: u64, h: &BatchHeader) {
+        let last_pos = self.index.last().map_or(0, |e| e.position as u64);
+        let already = self.index.last().is_some_and(|e| e.position as u64 == pos);
+        if !already && pos > 0 && pos - last_pos >= self.index_interval() {
+            let rel_offset = (h.base_offset - self.base_offset) as u32;
+            self.index.push(IndexEntry {
+                rel_offset,
+                rel_index: (h.raft_index - self.index.base_index()) as u32,
+                position: pos as u32,
+            });
+            if self.max_timestamp != i64::MIN {
+                self.time_index.push(TimeEntry {
+                    timestamp: self.max_timestamp,
+                    rel_offset,
+                });
+            }
+        }
+    }
+
+    fn index_interval(&self) -> u64 {
+        self.index_interval
+    }
+
+    /// True when the segment holds at least one record (it may then be sealed).
+    pub fn has_records(&self) -> bool {
+        self.next_offset > self.base_offset
+    }
+
+    /// True when `len` more bytes fit without growing the file.
+    pub fn fits(&self, len: u64) -> bool {
+        self.size + len <= self.capacity
+    }
+
+    /// Appends a validated batch, stamping base offset, term and index.
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        h: &BatchHeader,
+        term: u64,
+        index: u64,
+    ) -> io::Result<AppendInfo> {
+        debug_assert!(!self.sealed);
+        let len = bytes.len() as u64;
+        if !self.fits(len) {
+            // Only for a segment without records, which is never rolled (see the log).
+            let cap = self.size + len;
+            mmap::preallocate(&self.log, cap)?;
+            self.map = mmap::map_bytes(&self.log, cap)?;
+            self.capacity = cap;
+        }
+        let pos = self.size;
+        let base_offset = self.next_offset;
+        let stamped = BatchHeader {
+            base_offset,
+            raft_term: term,
+            raft_index: index,
+            ..*h
+        };
+        self.note_index_point(pos, &stamped);
+        self.log
+            .write_all_at(&batch::stamp_bytes(base_offset, term, index), pos)?;
+        self.log
+            .write_all_at(&bytes[STAMP_LEN..], pos + STAMP_LEN as u64)?;
+        self.size += len;
+        self.next_offset = stamped.next_offset();
+        self.next_index = index + 1;
+        self.last_term = Some(term);
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        Ok(AppendInfo {
+            base_offset,
+            next_offset: self.next_offset,
+            raft_term: term,
+            raft_index: index,
+        })
+    }
+
+    /// fdatasync of the log file, then the index entries that now point at durable data.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.log.sync_data()?;
+        self.index.write_pending(&self.index_file)?;
+        self.time_index.write_pending(&self.time_file)
+    }
+
+    /// Seals the (flushed) active segment: final time-index entry, indexes fsynced, the file
+    /// trimmed to its data and mapped again at that size.
+    pub fn seal(&mut self) -> Result<()> {
+        if self.max_timestamp != i64::MIN {
+            self.time_index.push(TimeEntry {
+                timestamp: self.max_timestamp,
+                rel_offset: (self.next_offset - self.base_offset) as u32,
+            });
+        }
+        self.write_indexes(true)?;
+        let action = |what: &str| format!("seal segment {}: {what}", self.log_path.display());
+        self.log
+            .set_len(self.size)
+            .and_then(|()| self.log.sync_all())
+            .map_err(|e| StorageError::io(action("trim"), e))?;
+        self.map = mmap::map_bytes(&self.log, self.size)
+            .map_err(|e| StorageError::io(action("map"), e))?;
+        self.capacity = self.size;
+        self.sealed = true;
+        Ok(())
+    }
+
+    /// Makes a sealed segment the active one again (after a truncation reached into it).
+    pub fn unseal(&mut self, capacity: u64) -> Result<()> {
+        let cap = capacity.max(self.size);
+        let action = format!("reopen segment {} for append", self.log_path.display());
+        mmap::preallocate(&self.log, cap)
+            .and_then(|()| mmap::map_bytes(&self.log, cap))
+            .map(|m| self.map = m)
+            .map_err(|e| StorageError::io(action, e))?;
+        self.capacity = cap;
+        self.sealed = false;
+        Ok(())
+    }
+
+    /// Removes every entry with Raft index `>= index` (which must be in this segment), leaving
+    /// the segment active. Returns the bytes removed.
+    pub fn truncate_from_index(&mut self, index: u64, capacity: u64) -> Result<u64> {
+        let (pos, h) = self.find_index(index)?;
+        if self.sealed {
+            self.unseal(capacity)?;
+        }
+        let removed = self.size - pos;
+        let action = format!("truncate segment {}", self.log_path.display());
+        mmap::zero_range(&self.log, pos, removed)
+            .and_then(|()| self.log.sync_data())
+            .map_err(|e| StorageError::io(action, e))?;
+        self.size = pos;
+        self.next_offset = h.base_offset;
+        self.next_index = index;
+        let keep = self.index.count_below_position(pos as u32);
+        self.index.truncate(keep);
+        self.time_index
+            .truncate_after_offset((h.base_offset - self.base_offset) as u32);
+        // Recompute the last term and max timestamp from the last index entry on.
+        self.last_term = None;
+        self.max_timestamp = self.time_index.last().map_or(i64::MIN, |t| t.timestamp);
+        let mut p = self.index.last().map_or(0, |e| e.position as u64);
+        while p < self.size {
+            let hh = self.header_at(p)?;
+            self.last_term = Some(hh.raft_term);
+            self.max_timestamp = self.max_timestamp.max(hh.max_timestamp);
+            p += hh.batch_len as u64;
+        }
+        self.write_indexes(false)?;
+        Ok(removed)
+    }
+
+    /// Parses the header at `pos` (a position the log wrote), as a corruption error otherwise.
+    fn header_at(&self, pos: u64) -> Result<BatchHeader> {
+        let h = BatchHeader::parse(&self.map[pos as usize..self.size as usize])
+            .map_err(|e| self.corrupt(pos, e.to_string()))?;
+        if pos + h.batch_len as u64 > self.size {
+            return Err(self.corrupt(pos, "batch runs past the end of the segment"));
+        }
+        Ok(h)
+    }
+
+    /// Validates the batch at `pos` (CRC included) and returns it as a zero-copy slice.
+    fn batch_at(&self, pos: u64) -> Result<(BatchHeader, Bytes)> {
+        let h = self.header_at(pos)?;
+        let end = pos + h.batch_len as u64;
+        let bytes = self.map.slice(pos as usize..end as usize);
+        batch::validate(&bytes).map_err(|e| self.corrupt(pos, e.to_string()))?;
+        Ok((h, bytes))
+    }
+
+    /// Position and header of the entry with Raft index `index`.
+    fn find_index(&self, index: u64) -> Result<(u64, BatchHeader)> {
+        let rel = index
+            .checked_sub(self.index.base_index())
+            .and_then(|r| u32::try_from(r).ok());
+        let (mut pos, mut at) = match rel.and_then(|r| self.index.floor_index(r)) {
+            Some(e) => (
+                e.position as u64,
+                self.index.base_index() + e.rel_index as u64,
+            ),
+            None => (0, self.index.base_index()),
+        };
+        if index < at || index >= self.next_index {
+            return Err(StorageError::IndexOutOfRange {
+                requested: index,
+                first: self.index.base_index(),
+                next: self.next_index,
+            });
+        }
+        loop {
+            let h = self.header_at(pos)?;
+            if at == index {
+                return Ok((pos, h));
+            }
+            pos += h.batch_len as u64;
+            at += 1;
+        }
+    }
+
+    /// Entries with Raft index in `[from, to)`, at least one, until `max_bytes`.
+    pub fn entries(&self, from: u64, to: u64, max_bytes: u64, out: &mut Vec<Batch>) -> Result<u64> {
+        let (mut pos, _) = self.find_index(from)?;
+        let mut taken = 0u64;
+        let mut index = from;
+        while index < to && pos < self.size {
+            let (h, bytes) = self.batch_at(pos)?;
+            if !out.is_empty() && taken + h.batch_len as u64 > max_bytes {
+                break;
+            }
+            taken += h.batch_len as u64;
+            pos += h.batch_len as u64;
+            index += 1;
+            out.push(Batch::new(bytes).map_err(|e| self.corrupt(pos, e.to_string()))?);
+        }
+        Ok(taken)
+    }
+
+    /// Whole batches from the one holding `offset`, bounded by `max_bytes` (at least one batch)
+    /// and by `upto` (exclusive; no batch reaching past it is returned).
+    pub fn read(&self, offset: u64, max_bytes: u64, upto: u64) -> Result<Bytes> {
+        let rel = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
+        let mut pos = self
+            .index
+            .floor_offset(rel)
+            .map_or(0, |e| e.position as u64);
+        // Skip batches that end at or before `offset`.
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            if h.next_offset() > offset {
+                break;
+            }
+            pos += h.batch_len as u64;
+        }
+        let start = pos;
+        while pos < self.size {
+            let (h, _) = self.batch_at(pos)?;
+            let past_upto =
+                h.next_offset() > upto || (h.record_count == 0 && h.base_offset >= upto);
+            if past_upto {
+                break;
+            }
+            if pos > start && pos - start + h.batch_len as u64 > max_bytes {
+                break;
+            }
+            pos += h.batch_len as u64;
+        }
+        Ok(self.map.slice(start as usize..pos as usize))
+    }
+
+    /// The first offset whose record timestamp is `>= ts`, if this segment has one.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
+        if self.max_timestamp < ts {
+            return Ok(None);
+        }
+        let rel = self.time_index.floor_below(ts).map_or(0, |t| t.rel_offset);
+        let mut pos = self
+            .index
+            .floor_offset(rel)
+            .map_or(0, |e| e.position as u64);
+        while pos < self.size {
+            let (h, bytes) = self.batch_at(pos)?;
+            pos += h.batch_len as u64;
+            if h.kind != EntryKind::Data || h.max_timestamp < ts {
+                continue;
+            }
+            if h.compression() != batch::Compression::None {
+                return Ok(Some(h.base_offset));
+            }
+            let records = Records::new(
+                bytes.slice(HEADER_LEN..),
+                h.record_count,
+                h.base_offset,
+                h.first_timestamp,
+            );
+            for r in records {
+                let r = r.map_err(|e| self.corrupt(pos - h.batch_len as u64, e.to_string()))?;
+                if r.timestamp >= ts {
+                    return Ok(Some(r.offset));
+                }
+            }
+            return Ok(Some(h.base_offset));
+        }
+        Ok(None)
+    }
+
+    /// Removes the segment's files (the caller fsyncs the directory).
+    pub fn delete_files(self) -> io::Result<()> {
+        // Log first: a leftover index without its log is removed on the next open.
+        std::fs::remove_file(&self.log_path)?;
+        for p in [&self.index_path, &self.time_path] {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The raft index of the first entry of this segment (or the next index when empty).
+    pub fn base_index(&self) -> u64 {
+        self.index.base_index()
+    }
+}
