@@ -188,7 +188,7 @@ impl OffsetIndex {
         b.copy_from_slice(&file[8..16]);
         let base_index = u64::from_le_bytes(b);
         let body = file.slice(INDEX_HEADER_LEN..);
-        if body.len() % INDEX_ENTRY_LEN != 0 {
+        if !body.len().is_multiple_of(INDEX_ENTRY_LEN) {
             return Err(IndexDamage::BadLength);
         }
         let n = body.len() / INDEX_ENTRY_LEN;
@@ -311,7 +311,7 @@ impl TimeIndex {
 
     /// Parses a `.timeindex` file's contents.
     pub(crate) fn parse(file: Bytes, mapped: bool) -> Result<Self, IndexDamage> {
-        if file.len() % TIME_ENTRY_LEN != 0 {
+        if !file.len().is_multiple_of(TIME_ENTRY_LEN) {
             return Err(IndexDamage::BadLength);
         }
         let n = file.len() / TIME_ENTRY_LEN;

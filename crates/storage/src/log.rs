@@ -66,6 +66,9 @@ pub struct PartitionLog {
     unflushed_since: Option<Instant>,
     poisoned: Option<String>,
     clock: Clock,
+    /// Test hook: the next flush fails as if fsync had returned EIO.
+    #[cfg(test)]
+    fail_next_flush: bool,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -186,6 +189,8 @@ impl PartitionLog {
             unflushed_since: None,
             poisoned: None,
             clock,
+            #[cfg(test)]
+            fail_next_flush: false,
         })
     }
 
@@ -385,6 +390,12 @@ impl PartitionLog {
             return Ok(());
         }
         let r = self.active_mut().flush();
+        #[cfg(test)]
+        let r = if std::mem::take(&mut self.fail_next_flush) {
+            Err(std::io::Error::from_raw_os_error(libc::EIO))
+        } else {
+            r
+        };
         if let Err(e) = r {
             let e = StorageError::io(
                 format!("fsync segment {}", self.active().log_path.display()),
@@ -707,4 +718,48 @@ fn last_next_offset(bytes: &[u8]) -> Option<u64> {
         pos += h.batch_len as usize;
     }
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::BatchBuilder;
+
+    fn one_batch() -> Bytes {
+        let mut b = BatchBuilder::new(1);
+        b.push(1, None, Some(b"v"), &[]);
+        b.finish()
+    }
+
+    #[test]
+    fn an_fsync_error_poisons_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig {
+            flush: FlushPolicy::Never,
+            ..LogConfig::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        log.append(&one_batch()).expect("append");
+        log.flush().expect("flush");
+        log.append(&one_batch()).expect("append");
+        log.fail_next_flush = true;
+        assert!(matches!(log.flush(), Err(StorageError::Io { .. })));
+        assert!(log.is_poisoned());
+        // Every later call fails, reads included, and the flushed position did not move.
+        assert!(matches!(log.flush(), Err(StorageError::Poisoned { .. })));
+        assert!(matches!(
+            log.append(&one_batch()),
+            Err(StorageError::Poisoned { .. })
+        ));
+        assert!(matches!(
+            log.read(0, 100),
+            Err(StorageError::Poisoned { .. })
+        ));
+        assert_eq!(log.flushed_offset(), 1);
+        drop(log);
+        // Reopening recovers what reached the disk.
+        let log = PartitionLog::open(dir.path(), config).expect("reopen");
+        assert!(!log.is_poisoned());
+        assert!(log.next_offset() >= 1);
+    }
 }

@@ -1,0 +1,610 @@
+//! Behaviour of the partition log through its public API: append, read, roll-over, recovery,
+//! truncation, retention and bad input.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use skein_storage::batch::{self, BatchBuilder, BatchIter, EntryKind};
+use skein_storage::{FlushPolicy, LogConfig, PartitionLog, Retention, StorageError};
+
+fn batch_of(records: usize, value_len: usize, ts: i64) -> Bytes {
+    let mut b = BatchBuilder::new(ts);
+    let value = vec![b'v'; value_len];
+    for i in 0..records {
+        let key = format!("k{i}");
+        b.push(ts + i as i64, Some(key.as_bytes()), Some(&value), &[]);
+    }
+    b.finish()
+}
+
+/// A batch whose last byte is not zero (the last record ends with a header value), so that
+/// cutting any suffix of it and filling with zeros really changes it.
+fn batch_ending_nonzero(records: usize, ts: i64) -> Bytes {
+    let mut b = BatchBuilder::new(ts);
+    for i in 0..records {
+        let h = [batch::HeaderRef {
+            key: b"h",
+            value: Some(b"x"),
+        }];
+        b.push(ts + i as i64, Some(b"key"), Some(&[b'v'; 40]), &h);
+    }
+    let out = b.finish();
+    assert_ne!(out[out.len() - 1], 0);
+    out
+}
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 16 * 1024,
+        batch_bytes_max: 8 * 1024,
+        index_interval_bytes: 512,
+        flush: FlushPolicy::Never,
+        retention: Retention::default(),
+        segment_age_max: None,
+        preallocate: true,
+    }
+}
+
+/// Every record of the log, read through `read`, as (offset, value length).
+fn all_offsets(log: &PartitionLog) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut at = log.log_start_offset();
+    while at < log.next_offset() {
+        let slice = log.read(at, 4096).expect("read");
+        assert!(!slice.bytes.is_empty(), "empty read at {at} below the end");
+        for b in BatchIter::new(slice.bytes.clone()) {
+            let b = b.expect("valid batch");
+            for r in b.records().expect("records") {
+                let r = r.expect("record");
+                if r.offset >= at {
+                    out.push(r.offset);
+                }
+            }
+        }
+        assert!(slice.next_offset > at, "no progress at {at}");
+        at = slice.next_offset;
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn offsets_are_dense_across_segment_rolls_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let mut expected_next = 0;
+    for i in 0..200 {
+        let n = 1 + i % 7;
+        let info = log
+            .append(&batch_of(n, 100, 1_000 + i as i64))
+            .expect("append");
+        assert_eq!(info.base_offset, expected_next);
+        assert_eq!(info.raft_index, i as u64);
+        expected_next += n as u64;
+        assert_eq!(info.next_offset, expected_next);
+    }
+    log.flush().expect("flush");
+    assert!(
+        log.segment_count() > 5,
+        "segments rolled: {}",
+        log.segment_count()
+    );
+    let offsets = all_offsets(&log);
+    assert_eq!(offsets, (0..expected_next).collect::<Vec<_>>());
+    let last = log.last_entry();
+    drop(log);
+
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.next_offset(), expected_next);
+    assert_eq!(log.next_index(), 200);
+    assert_eq!(log.last_entry(), last);
+    assert_eq!(all_offsets(&log), (0..expected_next).collect::<Vec<_>>());
+    // Entries by Raft index cross segments and come back stamped.
+    let entries = log.entries(0, 200, u64::MAX).expect("entries");
+    assert_eq!(entries.len(), 200);
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.header().raft_index, i as u64);
+    }
+    // A small byte budget still returns at least one entry.
+    assert_eq!(log.entries(57, 200, 1).expect("entries").len(), 1);
+}
+
+#[test]
+fn reads_are_bounded_and_return_whole_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    for _ in 0..10 {
+        log.append(&batch_of(10, 50, 5)).expect("append");
+    }
+    // Offset 25 is inside the third batch [20, 30): the read starts with that whole batch.
+    let s = log.read(25, 1).expect("read");
+    let batches: Vec<_> = BatchIter::new(s.bytes.clone())
+        .collect::<Result<_, _>>()
+        .expect("valid");
+    assert_eq!(batches.len(), 1, "max_bytes 1 still returns one batch");
+    assert_eq!(batches[0].header().base_offset, 20);
+    assert_eq!(s.next_offset, 30);
+    // The upper bound (a high watermark) is respected on batch boundaries.
+    let s = log.read_upto(0, u64::MAX, 40).expect("read");
+    assert_eq!(s.next_offset, 40);
+    let s = log.read_upto(40, u64::MAX, 40).expect("read");
+    assert!(s.bytes.is_empty());
+    assert_eq!(s.next_offset, 40);
+    // Reading at the end is empty; past the end is an error.
+    assert!(log.read(100, 100).expect("read").bytes.is_empty());
+    assert!(matches!(
+        log.read(101, 100),
+        Err(StorageError::OffsetOutOfRange {
+            requested: 101,
+            start: 0,
+            end: 100
+        })
+    ));
+}
+
+#[test]
+fn bad_input_is_rejected_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    log.append(&batch_of(3, 10, 1)).expect("append");
+
+    let huge = batch_of(100, 100, 1);
+    assert!(matches!(
+        log.append(&huge),
+        Err(StorageError::BatchTooLarge { .. })
+    ));
+
+    let mut corrupt = batch_of(2, 10, 1).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0x40;
+    assert!(matches!(
+        log.append(&corrupt),
+        Err(StorageError::CrcMismatch { .. })
+    ));
+
+    assert!(matches!(
+        log.append(&[1, 2, 3]),
+        Err(StorageError::BatchTooShort { .. })
+    ));
+
+    let ok = batch_of(1, 10, 1);
+    assert!(matches!(
+        log.append_entry(&ok, 0, 5),
+        Err(StorageError::NonContiguousIndex {
+            expected: 1,
+            got: 5
+        })
+    ));
+    log.append_entry(&ok, 3, 1).expect("term 3");
+    assert!(matches!(
+        log.append_entry(&ok, 2, 2),
+        Err(StorageError::TermRegression { last: 3, got: 2 })
+    ));
+    assert_eq!(log.next_offset(), 4);
+    assert_eq!(log.next_index(), 2);
+    assert!(!log.is_poisoned());
+    assert_eq!(all_offsets(&log), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn raft_entries_of_other_kinds_take_no_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    log.append_entry(&batch::control_batch(EntryKind::Membership, 1, b"m"), 1, 0)
+        .expect("membership");
+    log.append_entry(&batch_of(2, 5, 1), 1, 1).expect("data");
+    log.append_entry(&batch::control_batch(EntryKind::Blank, 2, b""), 2, 2)
+        .expect("blank");
+    let info = log.append_entry(&batch_of(2, 5, 1), 2, 3).expect("data");
+    assert_eq!(info.base_offset, 2);
+    assert_eq!(log.next_offset(), 4);
+    assert_eq!(all_offsets(&log), vec![0, 1, 2, 3]);
+    let e = log.entry(2).expect("entry 2");
+    assert_eq!(e.header().kind, EntryKind::Blank);
+    assert_eq!(e.header().raft_term, 2);
+    assert_eq!(log.last_entry(), Some((2, 3)));
+}
+
+#[test]
+fn torn_tail_cut_at_every_byte_recovers_exactly_the_complete_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().join("base");
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config()
+    };
+    let (tail_start, tail_end, next_before) = {
+        let mut log = PartitionLog::open(&base, config.clone()).expect("open");
+        for i in 0..20 {
+            log.append(&batch_of(3, 40, i)).expect("append");
+        }
+        let next_before = log.next_offset();
+        let last = batch_ending_nonzero(4, 99);
+        log.append(&last).expect("append last");
+        log.flush().expect("flush");
+        let end = log.size_bytes();
+        (end - last.len() as u64, end, next_before)
+    };
+    let log_file = base.join("00000000000000000000.log");
+    for cut in tail_start..tail_end {
+        for zero_instead in [false, true] {
+            let case = dir.path().join(format!("cut-{cut}-{zero_instead}"));
+            copy_dir(&base, &case);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(case.join(log_file.file_name().expect("name")))
+                .expect("open copy");
+            if zero_instead {
+                // The tail of the last write never reached the disk: zeros, size unchanged.
+                use std::os::unix::fs::FileExt;
+                let zeros = vec![0u8; (tail_end - cut) as usize];
+                f.write_all_at(&zeros, cut).expect("zero");
+            } else {
+                f.set_len(cut).expect("cut");
+            }
+            drop(f);
+            let mut log = PartitionLog::open(&case, config.clone())
+                .unwrap_or_else(|e| panic!("reopen after cut at {cut}: {e}"));
+            assert_eq!(log.next_offset(), next_before, "cut at {cut}");
+            assert_eq!(log.next_index(), 20, "cut at {cut}");
+            assert_eq!(all_offsets(&log), (0..next_before).collect::<Vec<_>>());
+            // The log is usable: the lost batch can be appended again, and survives a reopen.
+            log.append(&batch_ending_nonzero(4, 99))
+                .expect("append after recovery");
+            log.flush().expect("flush");
+            drop(log);
+            let log = PartitionLog::open(&case, config.clone()).expect("second reopen");
+            assert_eq!(log.next_offset(), next_before + 4);
+            std::fs::remove_dir_all(&case).expect("cleanup");
+        }
+    }
+}
+
+#[test]
+fn corruption_in_a_sealed_segment_is_reported_with_segment_and_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        for i in 0..100 {
+            log.append(&batch_of(5, 60, i)).expect("append");
+        }
+        log.flush().expect("flush");
+        assert!(log.segment_count() >= 3);
+    }
+    // Flip one bit in the middle of the last batch of the first (sealed) segment: the part of the
+    // segment that recovery checks (from its last index entry on).
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).expect("read");
+    let at = bytes.len() - 20;
+    bytes[at] ^= 0x01;
+    std::fs::write(&first, &bytes).expect("write");
+    match PartitionLog::open(dir.path(), small_config()) {
+        Err(StorageError::CorruptBatch {
+            segment, position, ..
+        }) => {
+            assert_eq!(segment, first);
+            assert!(position <= at as u64);
+        }
+        other => panic!("expected CorruptBatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn corruption_in_a_sealed_segment_is_found_when_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        for i in 0..100 {
+            log.append(&batch_of(5, 60, i)).expect("append");
+        }
+        log.flush().expect("flush");
+    }
+    // A flipped bit early in a sealed segment (before its last index entry) is not seen at open,
+    // but a read of that range reports it instead of serving it.
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).expect("read");
+    bytes[200] ^= 0x10;
+    std::fs::write(&first, &bytes).expect("write");
+    let log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    match log.read(0, 1 << 20) {
+        Err(StorageError::CorruptBatch {
+            segment, position, ..
+        }) => {
+            assert_eq!(segment, first);
+            assert!(position <= 200);
+        }
+        other => panic!("expected CorruptBatch, got {other:?}"),
+    }
+    assert!(log.entries(0, 3, u64::MAX).is_err());
+}
+
+#[test]
+fn corruption_before_a_valid_batch_in_the_active_segment_is_not_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        ..small_config()
+    };
+    let second_batch_pos;
+    {
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        let b = batch_of(3, 40, 1);
+        second_batch_pos = b.len();
+        for _ in 0..3 {
+            log.append(&b).expect("append");
+        }
+        log.flush().expect("flush");
+    }
+    let path = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[second_batch_pos + 100] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("write");
+    match PartitionLog::open(dir.path(), config) {
+        Err(StorageError::CorruptBatch { position, .. }) => {
+            assert_eq!(position, second_batch_pos as u64)
+        }
+        other => panic!("expected CorruptBatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_or_broken_index_files_are_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected;
+    {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        for i in 0..60 {
+            log.append(&batch_of(4, 50, i * 10)).expect("append");
+        }
+        log.flush().expect("flush");
+        expected = all_offsets(&log);
+    }
+    for e in std::fs::read_dir(dir.path()).expect("ls") {
+        let p = e.expect("entry").path();
+        match p.extension().and_then(|x| x.to_str()) {
+            Some("index") => std::fs::remove_file(&p).expect("rm"),
+            Some("timeindex") => std::fs::write(&p, b"garbage").expect("write"),
+            _ => {}
+        }
+    }
+    let log = PartitionLog::open(dir.path(), small_config()).expect("open rebuilds");
+    assert_eq!(all_offsets(&log), expected);
+    assert_eq!(log.offset_for_timestamp(300).expect("ts"), Some(120));
+    let report = skein_storage::inspect::verify_tree(dir.path()).expect("verify");
+    assert_eq!(report.len(), 1);
+    assert!(report[0].problems.is_empty(), "{:?}", report[0].problems);
+    assert_eq!(report[0].records, 240);
+}
+
+#[test]
+fn timestamp_lookup_finds_the_first_record_at_or_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    // Batch i holds 4 records with timestamps 1000*i + {0,1,2,3}.
+    for i in 0..50i64 {
+        log.append(&batch_of(4, 50, 1000 * i)).expect("append");
+    }
+    assert_eq!(log.offset_for_timestamp(0).expect("ts"), Some(0));
+    assert_eq!(log.offset_for_timestamp(7002).expect("ts"), Some(30));
+    assert_eq!(log.offset_for_timestamp(7004).expect("ts"), Some(32));
+    assert_eq!(log.offset_for_timestamp(49_003).expect("ts"), Some(199));
+    assert_eq!(log.offset_for_timestamp(49_004).expect("ts"), None);
+}
+
+#[test]
+fn truncation_removes_the_tail_for_good_across_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    for i in 0..100 {
+        log.append_entry(&batch_of(2, 80, i), 1, i as u64)
+            .expect("append");
+    }
+    log.flush().expect("flush");
+    let segments_before = log.segment_count();
+    log.truncate_from_index(30).expect("truncate");
+    assert!(log.segment_count() < segments_before);
+    assert_eq!(log.next_index(), 30);
+    assert_eq!(log.next_offset(), 60);
+    assert_eq!(log.last_entry(), Some((1, 29)));
+    // A new leader's entries (higher term, different sizes) follow.
+    for i in 30..40 {
+        log.append_entry(&batch_of(1, 10, 0), 2, i).expect("append");
+    }
+    log.flush().expect("flush");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.next_index(), 40);
+    assert_eq!(log.next_offset(), 70);
+    assert_eq!(all_offsets(&log), (0..70).collect::<Vec<_>>());
+    assert_eq!(log.entry(35).expect("entry").header().raft_term, 2);
+}
+
+#[test]
+fn truncation_at_a_segment_boundary_reopens_the_previous_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let mut boundary = None;
+    for i in 0..100u64 {
+        let before = log.segment_count();
+        log.append_entry(&batch_of(2, 80, 0), 1, i).expect("append");
+        if boundary.is_none() && log.segment_count() > before {
+            boundary = Some(i);
+        }
+    }
+    let boundary = boundary.expect("a roll happened");
+    log.truncate_from_index(boundary)
+        .expect("truncate at boundary");
+    assert_eq!(log.next_index(), boundary);
+    assert_eq!(log.segment_count(), 1);
+    log.append_entry(&batch_of(2, 80, 0), 2, boundary)
+        .expect("append");
+    log.flush().expect("flush");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.next_index(), boundary + 1);
+    assert_eq!(log.entry(boundary).expect("entry").header().raft_term, 2);
+}
+
+#[test]
+fn retention_by_size_and_time_deletes_whole_sealed_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = Arc::new(AtomicI64::new(1_000_000));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let config = LogConfig {
+        retention: Retention {
+            time: Some(Duration::from_secs(60)),
+            bytes: Some(40 * 1024),
+        },
+        ..small_config()
+    };
+    let mut log = PartitionLog::open_with_clock(dir.path(), config, clock).expect("open");
+    for i in 0..200i64 {
+        log.append(&batch_of(2, 200, 1_000_000 + i))
+            .expect("append");
+    }
+    log.flush().expect("flush");
+    let size_before = log.size_bytes();
+    let deleted = log.apply_retention().expect("retention");
+    assert!(deleted > 0);
+    assert!(
+        log.size_bytes() <= 40 * 1024 + 16 * 1024,
+        "size {}",
+        log.size_bytes()
+    );
+    assert!(log.size_bytes() < size_before);
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    assert!(matches!(
+        log.read(0, 100),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(all_offsets(&log), (start..400).collect::<Vec<_>>());
+
+    // Two minutes later every sealed segment is too old; the active one stays.
+    now.fetch_add(120_000, Ordering::SeqCst);
+    log.apply_retention().expect("retention");
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.next_offset(), 400);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.next_offset(), 400);
+    assert_eq!(
+        log.log_start_offset(),
+        log.entries(log.first_index(), log.first_index() + 1, 0)
+            .expect("first")[0]
+            .header()
+            .base_offset
+    );
+}
+
+#[test]
+fn reset_starts_an_empty_log_at_a_given_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    for i in 0..10 {
+        log.append(&batch_of(2, 10, 0)).expect("append");
+        let _ = i;
+    }
+    log.reset(5000, 700).expect("reset");
+    assert_eq!(log.next_offset(), 5000);
+    assert_eq!(log.next_index(), 700);
+    assert_eq!(log.log_start_offset(), 5000);
+    assert_eq!(log.last_entry(), None);
+    drop(log);
+    // The base Raft index of an empty segment survives a reopen (it is in the .index header).
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.next_offset(), 5000);
+    assert_eq!(log.next_index(), 700);
+    let info = log
+        .append_entry(&batch_of(1, 1, 0), 9, 700)
+        .expect("append");
+    assert_eq!(info.base_offset, 5000);
+}
+
+#[test]
+fn group_commit_flushes_on_its_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        flush: FlushPolicy::GroupCommit {
+            interval: Duration::from_millis(50),
+            bytes: 2000,
+        },
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(dir.path(), config).expect("open");
+    log.append(&batch_of(1, 10, 0)).expect("append");
+    assert_eq!(log.flushed_offset(), 0);
+    let deadline = log.flush_deadline().expect("pending");
+    assert!(!log
+        .flush_if_due(deadline - Duration::from_millis(1))
+        .expect("not due"));
+    assert!(log.flush_if_due(deadline).expect("due"));
+    assert_eq!(log.flushed_offset(), 1);
+    assert!(log.flush_deadline().is_none());
+    // Enough pending bytes make a flush due at once.
+    log.append(&batch_of(20, 100, 0)).expect("append");
+    let d = log.flush_deadline().expect("pending");
+    assert!(log.flush_if_due(d).expect("due"));
+    assert_eq!(log.flushed_offset(), log.next_offset());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random batch sizes roll segments at random points; every offset is readable, through the
+    /// index, before and after a reopen, and retention by size keeps the bound.
+    #[test]
+    fn roll_over_read_and_retention(
+        sizes in proptest::collection::vec((1usize..20, 1usize..300), 1..120),
+        probes in proptest::collection::vec(any::<prop::sample::Index>(), 10),
+        keep_bytes in 8_000u64..60_000,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig { segment_bytes_max: 8 * 1024, batch_bytes_max: 8 * 1024, index_interval_bytes: 256, ..small_config() };
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        let mut bounds = Vec::new();
+        for (n, v) in &sizes {
+            let n = (*n).min(7000 / (v + 20)).max(1);
+            let info = log.append(&batch_of(n, *v, 0)).expect("append");
+            bounds.push((info.base_offset, info.next_offset));
+        }
+        let end = log.next_offset();
+        for _pass in 0..2 {
+            for p in &probes {
+                let o = p.index(end as usize) as u64;
+                let s = log.read(o, 1).expect("read");
+                let b = BatchIter::new(s.bytes).next().expect("a batch").expect("valid");
+                let h = b.header();
+                prop_assert!(h.base_offset <= o && o < h.next_offset());
+                prop_assert!(bounds.contains(&(h.base_offset, h.next_offset())));
+            }
+            log.flush().expect("flush");
+            drop(log);
+            log = PartitionLog::open(dir.path(), config.clone()).expect("reopen");
+            prop_assert_eq!(log.next_offset(), end);
+        }
+        let mut c = config.clone();
+        c.retention.bytes = Some(keep_bytes);
+        drop(log);
+        let mut log = PartitionLog::open(dir.path(), c).expect("reopen");
+        log.apply_retention().expect("retention");
+        let active = 8 * 1024;
+        prop_assert!(log.size_bytes() <= keep_bytes + active);
+        let start = log.log_start_offset();
+        prop_assert_eq!(all_offsets(&log), (start..end).collect::<Vec<_>>());
+    }
+}
