@@ -569,6 +569,11 @@ impl Batch {
         Ok(Batch { header, bytes })
     }
 
+    /// A batch whose bytes were just validated into `header` by the caller.
+    pub(crate) fn from_validated(header: BatchHeader, bytes: Bytes) -> Self {
+        Batch { header, bytes }
+    }
+
     /// The parsed header.
     pub fn header(&self) -> &BatchHeader {
         &self.header

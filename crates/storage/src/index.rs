@@ -120,16 +120,22 @@ impl Table {
     /// Writes the entries not yet in the file and, when the file holds more entries than the
     /// table (after a truncation), shortens it.
     fn write_pending(&mut self, file: &File) -> io::Result<()> {
+        self.write_pending_upto(file, self.len())
+    }
+
+    /// Like `write_pending`, for the first `upto` entries only.
+    fn write_pending_upto(&mut self, file: &File, upto: usize) -> io::Result<()> {
         let len = self.len();
-        let file_len = (self.file_header_len + len * self.entry_len) as u64;
-        if self.written < len {
+        let upto = upto.min(len);
+        let file_len_all = (self.file_header_len + len * self.entry_len) as u64;
+        if self.written < upto {
             let start = self.written * self.entry_len;
-            let bytes = &self.data.bytes()[start..];
+            let bytes = &self.data.bytes()[start..upto * self.entry_len];
             file.write_all_at(bytes, (self.file_header_len + start) as u64)?;
-            self.written = len;
+            self.written = upto;
         }
-        if file.metadata()?.len() > file_len {
-            file.set_len(file_len)?;
+        if file.metadata()?.len() > file_len_all {
+            file.set_len(file_len_all)?;
         }
         Ok(())
     }
@@ -280,6 +286,19 @@ impl OffsetIndex {
             .map_or(0, |i| i + 1)
     }
 
+    /// Writes the header (if the file is new) and the first `upto` entries not yet written.
+    pub fn write_pending_upto(&mut self, file: &File, upto: usize) -> io::Result<()> {
+        if file.metadata()?.len() < INDEX_HEADER_LEN as u64 {
+            file.write_all_at(&Self::header_bytes(self.base_index), 0)?;
+        }
+        self.table.write_pending_upto(file, upto)
+    }
+
+    /// The last entry already written to the file.
+    pub fn written_last(&self) -> Option<IndexEntry> {
+        self.table.written.checked_sub(1).map(|i| self.get(i))
+    }
+
     /// Writes the header (if the file is new), the entries not yet written, and trims the file
     /// to the table's length.
     pub fn write_pending(&mut self, file: &File) -> io::Result<()> {
@@ -393,6 +412,15 @@ impl TimeIndex {
     /// Writes the entries not yet in the file.
     pub fn write_pending(&mut self, file: &File) -> io::Result<()> {
         self.table.write_pending(file)
+    }
+
+    /// Writes the pending entries that point at or before relative offset `rel`.
+    pub fn write_pending_upto_offset(&mut self, file: &File, rel: u32) -> io::Result<()> {
+        let n = self
+            .table
+            .last_where(|e| u32::from_le_bytes([e[8], e[9], e[10], e[11]]) <= rel)
+            .map_or(0, |i| i + 1);
+        self.table.write_pending_upto(file, n)
     }
 }
 

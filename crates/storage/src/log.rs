@@ -34,6 +34,37 @@ pub struct ReadSlice {
     pub next_offset: u64,
 }
 
+/// A flush split in two, so that the fsync can run without holding the log's lock:
+/// [`PartitionLog::begin_flush`] (under the lock), [`FlushTicket::sync`] (without it), then
+/// [`PartitionLog::complete_flush`] (under the lock again). Appends may go on meanwhile; they are
+/// covered by the next flush.
+#[derive(Debug)]
+pub struct FlushTicket {
+    file: Arc<File>,
+    segment_base: u64,
+    size: u64,
+    next_offset: u64,
+    next_index: u64,
+    generation: u64,
+}
+
+impl FlushTicket {
+    /// fdatasync of the segment file the ticket covers.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// The offset up to which (exclusive) the ticket makes records durable.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// The Raft index up to which (exclusive) the ticket makes entries durable.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+}
+
 /// A prefix of the log that retention wants gone: whole sealed segments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPoint {
@@ -66,6 +97,9 @@ pub struct PartitionLog {
     unflushed_since: Option<Instant>,
     poisoned: Option<String>,
     clock: Clock,
+    /// Bumped by every truncation and reset, so that a flush begun before one does not claim
+    /// durability for entries written after it.
+    generation: u64,
     /// Test hook: the next flush fails as if fsync had returned EIO.
     #[cfg(test)]
     fail_next_flush: bool,
@@ -189,6 +223,7 @@ impl PartitionLog {
             unflushed_since: None,
             poisoned: None,
             clock,
+            generation: 0,
             #[cfg(test)]
             fail_next_flush: false,
         })
@@ -410,6 +445,65 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// First half of a flush that runs its fsync outside the log's lock. Returns `None` when
+    /// nothing is pending. The pending window restarts: appends after this call are covered by
+    /// the next flush, not by this ticket.
+    pub fn begin_flush(&mut self) -> Result<Option<FlushTicket>> {
+        self.check_poisoned()?;
+        if self.unflushed_bytes == 0 && self.flushed_index == self.next_index() {
+            return Ok(None);
+        }
+        let a = self.active();
+        let t = FlushTicket {
+            file: a.file(),
+            segment_base: a.base_offset,
+            size: a.size,
+            next_offset: a.next_offset,
+            next_index: a.next_index,
+            generation: self.generation,
+        };
+        self.unflushed_bytes = 0;
+        self.unflushed_since = None;
+        Ok(Some(t))
+    }
+
+    /// Second half of a split flush: records the fsync's outcome. An error poisons the log; on
+    /// success the flushed positions advance to the ticket's (unless the log was truncated or
+    /// reset meanwhile) and the index entries that now point at durable bytes are written.
+    pub fn complete_flush(
+        &mut self,
+        ticket: FlushTicket,
+        outcome: std::io::Result<()>,
+    ) -> Result<()> {
+        self.check_poisoned()?;
+        if let Err(e) = outcome {
+            let e = StorageError::io(
+                format!("fsync segment at base offset {}", ticket.segment_base),
+                e,
+            );
+            return Err(self.poison(e));
+        }
+        if ticket.generation != self.generation {
+            return Ok(());
+        }
+        self.flushed_offset = self.flushed_offset.max(ticket.next_offset);
+        self.flushed_index = self.flushed_index.max(ticket.next_index);
+        let seg = self
+            .segments
+            .iter_mut()
+            .find(|s| s.base_offset == ticket.segment_base);
+        if let Some(seg) = seg {
+            if !seg.sealed {
+                if let Err(e) = seg.write_index_below(ticket.size) {
+                    let e =
+                        StorageError::io(format!("write index of {}", seg.log_path.display()), e);
+                    return Err(self.poison(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// When the flush policy next wants a flush, if anything is pending.
     pub fn flush_deadline(&self) -> Option<Instant> {
         let since = self.unflushed_since?;
@@ -548,6 +642,7 @@ impl PartitionLog {
             });
         }
         let _span = tracing::info_span!("truncate", dir = %self.dir.display(), index).entered();
+        self.generation += 1;
         // Delete whole segments that start at or after `index`, newest first, but keep the first.
         while self.segments.len() > 1 && self.active().base_index() >= index {
             let seg = self
@@ -673,6 +768,7 @@ impl PartitionLog {
     /// follower installing a snapshot beyond its log).
     pub fn reset(&mut self, next_offset: u64, next_index: u64) -> Result<()> {
         self.check_poisoned()?;
+        self.generation += 1;
         while let Some(seg) = self.segments.pop_back() {
             let path = seg.log_path.clone();
             if let Err(e) = seg.delete_files() {
@@ -761,5 +857,48 @@ mod tests {
         let log = PartitionLog::open(dir.path(), config).expect("reopen");
         assert!(!log.is_poisoned());
         assert!(log.next_offset() >= 1);
+    }
+
+    #[test]
+    fn a_split_flush_covers_exactly_what_was_appended_before_it_began() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig {
+            flush: FlushPolicy::Never,
+            ..LogConfig::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).expect("open");
+        log.append(&one_batch()).expect("append");
+        log.append(&one_batch()).expect("append");
+        let ticket = log.begin_flush().expect("begin").expect("pending");
+        log.append(&one_batch()).expect("append during the fsync");
+        let r = ticket.sync();
+        log.complete_flush(ticket, r).expect("complete");
+        assert_eq!(log.flushed_offset(), 2);
+        assert_eq!(log.flushed_index(), 2);
+        assert!(
+            log.flush_deadline().is_none(),
+            "policy Never schedules nothing"
+        );
+
+        // A truncation between begin and complete voids the ticket's claim.
+        let ticket = log.begin_flush().expect("begin").expect("pending");
+        log.truncate_from_index(2).expect("truncate");
+        log.append(&one_batch()).expect("append");
+        let r = ticket.sync();
+        log.complete_flush(ticket, r).expect("complete");
+        assert_eq!(
+            log.flushed_index(),
+            2,
+            "the entry written after the truncation is not durable yet"
+        );
+        log.flush().expect("flush");
+        assert_eq!(log.flushed_index(), 3);
+
+        // A failed fsync poisons.
+        log.append(&one_batch()).expect("append");
+        let ticket = log.begin_flush().expect("begin").expect("pending");
+        let err = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(log.complete_flush(ticket, Err(err)).is_err());
+        assert!(log.is_poisoned());
     }
 }

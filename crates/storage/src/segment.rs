@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -76,7 +77,7 @@ pub(crate) struct Segment {
     pub sealed: bool,
     /// Bytes of log between two sparse index entries.
     index_interval: u64,
-    log: File,
+    log: Arc<File>,
     map: Bytes,
     index: OffsetIndex,
     time_index: TimeIndex,
@@ -112,6 +113,7 @@ impl Segment {
             .write(true)
             .create_new(true)
             .open(&log_path)
+            .map(Arc::new)
             .map_err(|e| StorageError::io(action("open"), e))?;
         mmap::preallocate(&log, capacity)
             .map_err(|e| StorageError::io(action("preallocate"), e))?;
@@ -175,7 +177,9 @@ impl Segment {
     ) -> Result<Self> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
         let action = |what: &str| format!("open segment {}: {what}", log_path.display());
-        let log = open_rw(&log_path, false).map_err(|e| StorageError::io(action("open"), e))?;
+        let log = open_rw(&log_path, false)
+            .map(Arc::new)
+            .map_err(|e| StorageError::io(action("open"), e))?;
         let file_len = log
             .metadata()
             .map_err(|e| StorageError::io(action("stat"), e))?
@@ -520,8 +524,28 @@ impl Segment {
     /// fdatasync of the log file, then the index entries that now point at durable data.
     pub fn flush(&mut self) -> io::Result<()> {
         self.log.sync_data()?;
-        self.index.write_pending(&self.index_file)?;
-        self.time_index.write_pending(&self.time_file)
+        self.write_index_below(self.size)
+    }
+
+    /// A handle on the log file for an fsync run outside the log's lock.
+    pub fn file(&self) -> Arc<File> {
+        self.log.clone()
+    }
+
+    /// Writes the pending index entries that point at batches starting below `durable` (bytes
+    /// known to be fsynced), keeping the rule that an index entry on disk points at durable data.
+    pub fn write_index_below(&mut self, durable: u64) -> io::Result<()> {
+        let durable = u32::try_from(durable).unwrap_or(u32::MAX);
+        let n = self.index.count_below_position(durable);
+        self.index.write_pending_upto(&self.index_file, n)?;
+        // Time entries were pushed together with index entries; those up to the last written
+        // index entry's offset are covered.
+        match self.index.written_last() {
+            Some(e) => self
+                .time_index
+                .write_pending_upto_offset(&self.time_file, e.rel_offset),
+            None => Ok(()),
+        }
     }
 
     /// Seals the (flushed) active segment: final time-index entry, indexes fsynced, the file
@@ -653,7 +677,7 @@ impl Segment {
             taken += h.batch_len as u64;
             pos += h.batch_len as u64;
             index += 1;
-            out.push(Batch::new(bytes).map_err(|e| self.corrupt(pos, e.to_string()))?);
+            out.push(Batch::from_validated(h, bytes));
         }
         Ok(taken)
     }

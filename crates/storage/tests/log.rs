@@ -608,3 +608,53 @@ proptest! {
         prop_assert_eq!(all_offsets(&log), (start..end).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn segments_roll_by_age_but_never_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = Arc::new(AtomicI64::new(10_000_000));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        segment_age_max: Some(Duration::from_secs(60)),
+        ..small_config()
+    };
+    let mut log = PartitionLog::open_with_clock(dir.path(), config, clock).expect("open");
+    log.append(&batch_of(1, 10, 10_000_000)).expect("append");
+    log.append(&batch_of(1, 10, 10_000_000)).expect("append");
+    assert_eq!(log.segment_count(), 1);
+    now.fetch_add(61_000, Ordering::SeqCst);
+    let info = log.append(&batch_of(1, 10, 10_061_000)).expect("append");
+    assert_eq!(log.segment_count(), 2, "an old segment rolls");
+    assert_eq!(info.base_offset, 2);
+    assert!(dir.path().join("00000000000000000002.log").exists());
+    // Raft entries without records do not make a segment rollable: no two segments share a name.
+    now.fetch_add(61_000, Ordering::SeqCst);
+    let idx = log.next_index();
+    log.append_entry(&batch::control_batch(EntryKind::Blank, 0, b""), 1, idx)
+        .expect("blank");
+    assert_eq!(
+        log.segment_count(),
+        3,
+        "the old segment with a record rolled"
+    );
+    now.fetch_add(61_000, Ordering::SeqCst);
+    log.append_entry(&batch::control_batch(EntryKind::Blank, 0, b""), 1, idx + 1)
+        .expect("blank");
+    assert_eq!(
+        log.segment_count(),
+        3,
+        "a segment without records does not roll"
+    );
+    log.append(&batch_of(1, 10, 0)).expect("append");
+    assert_eq!(log.next_offset(), 4);
+    log.flush().expect("flush");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!(log.segment_count(), 3);
+    assert_eq!(log.next_index(), idx + 3);
+    assert_eq!(all_offsets(&log), vec![0, 1, 2, 3]);
+}
