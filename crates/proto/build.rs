@@ -5,7 +5,12 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [root.join("skein/v1/errors.proto")];
+    let files = [
+        root.join("skein/v1/errors.proto"),
+        root.join("skein/v1/raft.proto"),
+        root.join("skein/v1/client.proto"),
+        root.join("skein/v1/internal.proto"),
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

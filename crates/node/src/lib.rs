@@ -1,6 +1,25 @@
 //! The Skein broker (`skein-node`).
 //!
-//! Today this crate holds the offline inspector ([`debug`]); the broker's gRPC services, cluster
-//! metadata and replica management are built on `skein-raft` next.
+//! - [`config`]: settings from a commented TOML file, `SKEIN_*` variables and flags;
+//! - [`broker`]: the node's state: Raft registry, metadata group, local replicas, and the tasks
+//!   that keep the replicas in line with the metadata;
+//! - [`service`]: the client gRPC API; [`internal`]: node-to-node control calls;
+//! - [`server`]: binding, serving and graceful shutdown ([`run`]);
+//! - [`http`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`topics`]: topic names and per-topic settings; [`placement`]: replica placement;
+//! - [`error`]: the broker's error type and its one mapping to gRPC statuses;
+//! - [`debug`]: the offline inspector (`skein-node debug ...`).
 
+pub mod broker;
+pub mod config;
 pub mod debug;
+pub mod error;
+pub mod http;
+pub mod internal;
+pub mod metrics;
+pub mod placement;
+pub mod server;
+pub mod service;
+pub mod topics;
+
+pub use crate::server::{init_tracing, run, shutdown_signal, Listeners};

@@ -1,0 +1,625 @@
+//! The broker's state: the Raft registry, the metadata group and its cached view, the local
+//! replicas, and the tasks that keep them in line with the metadata.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use skein_proto::v1 as pb;
+use skein_raft::{
+    ClusterMetadata, GroupId, MetaCommand, MetaOutcome, MetadataGroup, NodeId, PartitionGroup,
+    Registry, METADATA_GROUP_ID,
+};
+use skein_storage::LogConfig;
+use tokio::sync::Notify;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::NodeConfig;
+use crate::error::{NodeError, Result};
+use crate::metrics::{Metrics, PartitionGauge};
+use crate::topics::topic_log_config;
+
+/// A local partition replica and where it belongs.
+#[derive(Debug, Clone)]
+pub struct LocalReplica {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// The Raft group.
+    pub group: Arc<PartitionGroup>,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Largest batch its log accepts (checked before a batch is proposed to Raft).
+    pub batch_bytes_max: u32,
+}
+
+/// What a client request resolves a partition to.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// This node has a replica.
+    Local(LocalReplica),
+    /// Another node has it; the leader as far as the metadata knows.
+    Remote {
+        /// Leader hint: node id and advertised client address.
+        leader: Option<(u64, String)>,
+    },
+}
+
+/// The broker.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) config: NodeConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) meta: Arc<MetadataGroup>,
+    cache: RwLock<Arc<ClusterMetadata>>,
+    replicas: RwLock<HashMap<GroupId, LocalReplica>>,
+    /// Woken whenever the applied metadata changes.
+    pub(crate) metadata_changed: Notify,
+    pub(crate) metrics: Metrics,
+    registered: AtomicBool,
+    reconciled: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    peer_channels: Mutex<HashMap<NodeId, Channel>>,
+}
+
+/// Directory of the metadata group.
+fn metadata_dir(config: &NodeConfig) -> PathBuf {
+    config.data_dir.join("metadata")
+}
+
+/// Directory of a partition replica.
+fn partition_dir(config: &NodeConfig, topic: &str, partition: u32, group: GroupId) -> PathBuf {
+    config
+        .data_dir
+        .join("partitions")
+        .join(format!("{topic}-{partition}.g{group}"))
+}
+
+/// Log settings of the metadata group: small segments, fsync of every batch (metadata writes
+/// are rare and must not be lost).
+fn metadata_log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 16 << 20,
+        batch_bytes_max: 4 << 20,
+        flush: skein_storage::FlushPolicy::EveryBatch,
+        retention: skein_storage::Retention::default(),
+        segment_age_max: None,
+        ..LogConfig::default()
+    }
+}
+
+impl Broker {
+    /// Opens the node's Raft registry and metadata group replica.
+    pub async fn open(config: NodeConfig) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            NodeError::Config(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let raft_config = skein_raft::RaftConfig {
+            election_timeout_min_ms: config.raft.election_timeout_min.as_millis() as u64,
+            election_timeout_max_ms: config.raft.election_timeout_max.as_millis() as u64,
+            heartbeat_interval_ms: config.raft.heartbeat_interval.as_millis() as u64,
+            ..skein_raft::RaftConfig::default()
+        };
+        let registry = Registry::new(config.node_id, raft_config)?;
+        let meta = registry
+            .create_metadata(
+                METADATA_GROUP_ID,
+                &metadata_dir(&config),
+                metadata_log_config(),
+            )
+            .await?;
+        let cache = Arc::new(meta.metadata());
+        Ok(Arc::new(Broker {
+            config,
+            registry,
+            meta,
+            cache: RwLock::new(cache),
+            replicas: RwLock::new(HashMap::new()),
+            metadata_changed: Notify::new(),
+            metrics: Metrics::new(),
+            registered: AtomicBool::new(false),
+            reconciled: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            peer_channels: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    /// The applied cluster metadata (a cheap shared snapshot).
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.cache
+            .read()
+            .expect("invariant: metadata cache lock is never poisoned")
+            .clone()
+    }
+
+    fn refresh_cache(&self) -> bool {
+        let fresh = self.meta.metadata();
+        let mut c = self
+            .cache
+            .write()
+            .expect("invariant: metadata cache lock is never poisoned");
+        if **c == fresh {
+            return false;
+        }
+        *c = Arc::new(fresh);
+        true
+    }
+
+    /// `None` when ready, otherwise why not.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Some("shutting down".into());
+        }
+        if self.meta.leader().is_none() {
+            return Some("the metadata group has no leader yet".into());
+        }
+        if !self.registered.load(Ordering::Acquire) {
+            return Some("this node has not registered in the cluster metadata yet".into());
+        }
+        if !self.reconciled.load(Ordering::Acquire) {
+            return Some("local replicas are being opened".into());
+        }
+        None
+    }
+
+    /// The advertised client address of a node, from the metadata.
+    pub fn client_addr_of(&self, node: NodeId) -> Option<String> {
+        self.metadata()
+            .nodes
+            .get(&node)
+            .map(|n| n.client_addr.clone())
+    }
+
+    /// A NOT_LEADER error naming `leader` (with its address when known).
+    pub fn not_leader(&self, leader: Option<NodeId>) -> NodeError {
+        NodeError::NotLeader {
+            leader: leader.and_then(|id| self.client_addr_of(id).map(|a| (id, a))),
+        }
+    }
+
+    /// Maps an error from a partition or metadata group, resolving leader hints.
+    pub fn raft_error(&self, e: skein_raft::Error) -> NodeError {
+        match e {
+            skein_raft::Error::NotLeader { leader, .. } => self.not_leader(leader),
+            other => NodeError::from(other),
+        }
+    }
+
+    /// Finds where `topic`/`partition` lives.
+    pub fn route(&self, topic: &str, partition: u32) -> Result<Route> {
+        let meta = self.metadata();
+        let t = meta
+            .topics
+            .get(topic)
+            .ok_or_else(|| NodeError::UnknownTopic {
+                topic: topic.to_owned(),
+            })?;
+        let a =
+            t.partitions
+                .get(partition as usize)
+                .ok_or_else(|| NodeError::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                    partitions: t.partitions.len() as u32,
+                })?;
+        if let Some(r) = self
+            .replicas
+            .read()
+            .expect("invariant: replica map lock is never poisoned")
+            .get(&a.group)
+        {
+            return Ok(Route::Local(r.clone()));
+        }
+        let leader = meta
+            .leaders
+            .get(&a.group)
+            .map(|(n, _)| *n)
+            .or_else(|| a.replicas.first().copied());
+        Ok(Route::Remote {
+            leader: leader.and_then(|id| meta.nodes.get(&id).map(|n| (id, n.client_addr.clone()))),
+        })
+    }
+
+    /// The local replica of a partition, or NOT_LEADER naming who has it.
+    pub fn local(&self, topic: &str, partition: u32) -> Result<LocalReplica> {
+        match self.route(topic, partition)? {
+            Route::Local(r) => Ok(r),
+            Route::Remote { leader } => Err(NodeError::NotLeader { leader }),
+        }
+    }
+
+    /// The local replica of a partition if this node leads it, or NOT_LEADER naming the leader.
+    pub fn leader_replica(&self, topic: &str, partition: u32) -> Result<LocalReplica> {
+        let r = self.local(topic, partition)?;
+        match r.group.leader() {
+            Some(l) if l == self.node_id() => Ok(r),
+            Some(l) => Err(self.not_leader(Some(l))),
+            None => Err(NodeError::LeaderNotAvailable {
+                what: format!("{topic}/{partition}"),
+            }),
+        }
+    }
+
+    /// Local replicas, for metrics and status.
+    pub fn local_replicas(&self) -> Vec<LocalReplica> {
+        self.replicas
+            .read()
+            .expect("invariant: replica map lock is never poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The per-partition gauges for `/metrics`.
+    pub async fn partition_gauges(&self) -> Vec<PartitionGauge> {
+        let mut out = Vec::new();
+        for r in self.local_replicas() {
+            let m = r.group.raft().metrics().borrow().clone();
+            let hwm = r.group.high_watermark();
+            let (end, last_index) = r
+                .group
+                .with_log(|l| (l.next_offset(), l.next_index()))
+                .await;
+            let committed = m.last_applied.map_or(0, |l| l.index + 1);
+            out.push(PartitionGauge {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                leader: m.current_leader == Some(self.node_id()),
+                term: m.current_term,
+                high_watermark: hwm,
+                log_end_offset: end,
+                commit_lag: last_index.saturating_sub(committed),
+            });
+        }
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out
+    }
+
+    /// This node's status, as `NodeControl.NodeStatus` reports it.
+    pub fn local_status(&self) -> pb::NodeStatusResponse {
+        let reason = self.not_ready_reason();
+        let replicas = self.local_replicas();
+        let me = self.node_id();
+        pb::NodeStatusResponse {
+            node_id: me,
+            ready: reason.is_none(),
+            reason: reason.unwrap_or_default(),
+            replicas: replicas.len() as u32,
+            leaderships: replicas
+                .iter()
+                .filter(|r| r.group.leader() == Some(me))
+                .count() as u32,
+        }
+    }
+
+    /// A node's status: this node's own, or asked of the node (`None` when it does not answer
+    /// within a second).
+    pub async fn node_status(&self, node: NodeId) -> Option<pb::NodeStatusResponse> {
+        if node == self.node_id() {
+            return Some(self.local_status());
+        }
+        let chan = self.peer_channel(node).ok()?;
+        let mut client = pb::node_control_client::NodeControlClient::new(chan);
+        let call = client.node_status(pb::NodeStatusRequest {});
+        match tokio::time::timeout(Duration::from_secs(1), call).await {
+            Ok(Ok(r)) => Some(r.into_inner()),
+            _ => None,
+        }
+    }
+
+    /// A channel to a node's peer port (for node-control calls), cached.
+    fn peer_channel(&self, node: NodeId) -> Result<Channel> {
+        let mut chans = self
+            .peer_channels
+            .lock()
+            .expect("invariant: channel cache lock is never poisoned");
+        if let Some(c) = chans.get(&node) {
+            return Ok(c.clone());
+        }
+        let addr = self.config.peers.get(&node).ok_or_else(|| {
+            NodeError::Internal(format!("node {node} is not among the configured peers"))
+        })?;
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| NodeError::Internal(format!("peer address {addr}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .tcp_nodelay(true);
+        let c = ep.connect_lazy();
+        chans.insert(node, c.clone());
+        Ok(c)
+    }
+
+    /// Proposes a metadata command on the metadata leader, wherever it is.
+    pub async fn propose(&self, cmd: &MetaCommand) -> Result<MetaOutcome> {
+        let leader = self
+            .meta
+            .leader()
+            .ok_or_else(|| NodeError::LeaderNotAvailable {
+                what: "the cluster metadata".into(),
+            })?;
+        if leader == self.node_id() {
+            return self.meta.propose(cmd).await.map_err(|e| self.raft_error(e));
+        }
+        let bytes = postcard::to_allocvec(cmd)
+            .map_err(|e| NodeError::Internal(format!("encode metadata command: {e}")))?;
+        let mut client =
+            pb::node_control_client::NodeControlClient::new(self.peer_channel(leader)?);
+        let resp = client
+            .propose_metadata(pb::ProposeMetadataRequest {
+                command: bytes.into(),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::FailedPrecondition | tonic::Code::Unavailable => {
+                    NodeError::LeaderNotAvailable {
+                        what: format!("the cluster metadata ({})", s.message()),
+                    }
+                }
+                _ => NodeError::Internal(format!(
+                    "forward to metadata leader {leader}: {}",
+                    s.message()
+                )),
+            })?;
+        postcard::from_bytes(&resp.into_inner().outcome)
+            .map_err(|e| NodeError::Internal(format!("decode metadata outcome: {e}")))
+    }
+
+    /// Proposes with retries while the metadata group elects a leader, up to `patience`.
+    pub async fn propose_patiently(
+        &self,
+        cmd: &MetaCommand,
+        patience: Duration,
+    ) -> Result<MetaOutcome> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.propose(cmd).await {
+                Err(NodeError::LeaderNotAvailable { .. } | NodeError::NotLeader { .. })
+                    if tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    let mut m = self.meta.raft().metrics();
+                    let _ = tokio::time::timeout(backoff, m.changed()).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Forms the metadata group (lowest configured node id only, once) and registers this node.
+    pub async fn bootstrap(self: &Arc<Self>) -> Result<()> {
+        let lowest = self.config.peers.keys().next().copied();
+        if lowest == Some(self.node_id()) {
+            let members: BTreeMap<NodeId, skein_raft::Node> = self
+                .config
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, skein_raft::Node { addr: addr.clone() }))
+                .collect();
+            // Refused (harmlessly) when the group was formed before: restarts are safe.
+            if let Err(e) = self.meta.initialize(members).await {
+                tracing::debug!(error = %e, "metadata group already initialized");
+            }
+        }
+        let info = skein_raft::NodeInfo {
+            peer_addr: self
+                .config
+                .peers
+                .get(&self.node_id())
+                .cloned()
+                .unwrap_or_else(|| self.config.peer_addr.to_string()),
+            client_addr: self.config.advertised_client_addr.clone(),
+        };
+        let cmd = MetaCommand::RegisterNode {
+            id: self.node_id(),
+            info: info.clone(),
+        };
+        loop {
+            if self.metadata().nodes.get(&self.node_id()) == Some(&info) {
+                break;
+            }
+            match self.propose_patiently(&cmd, Duration::from_secs(5)).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "registering in the cluster metadata; retrying")
+                }
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            self.refresh_cache();
+        }
+        self.registered.store(true, Ordering::Release);
+        tracing::info!(node = self.node_id(), "registered in the cluster metadata");
+        Ok(())
+    }
+
+    /// Follows the metadata group: refreshes the cache and wakes the reconciler on change.
+    pub async fn watch_metadata(self: Arc<Self>) {
+        let mut m = self.meta.raft().metrics();
+        loop {
+            if self.refresh_cache() {
+                self.metadata_changed.notify_waiters();
+                self.metadata_changed.notify_one();
+            }
+            if m.changed().await.is_err() || self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    /// Starts and stops local replicas as the metadata says, forever.
+    pub async fn reconcile_loop(self: Arc<Self>) {
+        loop {
+            let notified = self.metadata_changed.notified();
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "reconciling local replicas; will retry");
+                let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+                continue;
+            }
+            if self.registered.load(Ordering::Acquire) {
+                self.reconciled.store(true, Ordering::Release);
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            // Wake on a change, and now and then to retry initializations that failed.
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+    }
+
+    async fn reconcile(self: &Arc<Self>) -> Result<()> {
+        let meta = self.metadata();
+        let me = self.node_id();
+        let mut wanted: HashMap<GroupId, (String, u32, Vec<NodeId>, LogConfig)> = HashMap::new();
+        for (name, t) in &meta.topics {
+            for (i, a) in t.partitions.iter().enumerate() {
+                if a.replicas.contains(&me) {
+                    let log = topic_log_config(&self.config.topic_defaults.log, &t.configs)
+                        .unwrap_or_else(|_| self.config.topic_defaults.log.clone());
+                    wanted.insert(a.group, (name.clone(), i as u32, a.replicas.clone(), log));
+                }
+            }
+        }
+        // Stop and delete replicas of topics that are gone.
+        let gone: Vec<LocalReplica> = self
+            .replicas
+            .read()
+            .expect("invariant: replica map lock is never poisoned")
+            .iter()
+            .filter(|(g, _)| !wanted.contains_key(g))
+            .map(|(_, r)| r.clone())
+            .collect();
+        for r in gone {
+            let gid = r.group.id();
+            self.replicas
+                .write()
+                .expect("invariant: replica map lock is never poisoned")
+                .remove(&gid);
+            if let Err(e) = self.registry.remove_partition(gid).await {
+                tracing::warn!(group = gid, error = %e, "stopping a deleted partition's replica");
+            }
+            if let Err(e) = std::fs::remove_dir_all(&r.dir) {
+                tracing::warn!(dir = %r.dir.display(), error = %e, "removing a deleted partition's data");
+            }
+            tracing::info!(topic = %r.topic, partition = r.partition, "removed replica of deleted topic");
+        }
+        // Open new ones; the preferred leader forms each group.
+        for (gid, (topic, partition, replicas, log)) in wanted {
+            let existing = self
+                .replicas
+                .read()
+                .expect("invariant: replica map lock is never poisoned")
+                .get(&gid)
+                .cloned();
+            let replica = match existing {
+                Some(r) => r,
+                None => {
+                    let dir = partition_dir(&self.config, &topic, partition, gid);
+                    let batch_bytes_max = log.batch_bytes_max;
+                    let group = match self.registry.partition(gid) {
+                        Some(g) => g,
+                        None => self.registry.create_partition(gid, &dir, log).await?,
+                    };
+                    let r = LocalReplica {
+                        topic: topic.clone(),
+                        partition,
+                        group,
+                        dir,
+                        batch_bytes_max,
+                    };
+                    self.replicas
+                        .write()
+                        .expect("invariant: replica map lock is never poisoned")
+                        .insert(gid, r.clone());
+                    tokio::spawn(self.clone().report_leadership(r.clone()));
+                    tracing::info!(%topic, partition, group = gid, "opened replica");
+                    r
+                }
+            };
+            if replicas.first() == Some(&me) && replica.group.leader().is_none() {
+                let initialized = replica.group.raft().is_initialized().await.unwrap_or(true);
+                if !initialized {
+                    let members: BTreeMap<NodeId, skein_raft::Node> = replicas
+                        .iter()
+                        .filter_map(|id| {
+                            self.config
+                                .peers
+                                .get(id)
+                                .or_else(|| meta.nodes.get(id).map(|n| &n.peer_addr))
+                                .map(|a| (*id, skein_raft::Node { addr: a.clone() }))
+                        })
+                        .collect();
+                    if let Err(e) = replica.group.initialize(members).await {
+                        tracing::debug!(%topic, partition, error = %e, "partition group already formed");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records in the metadata which node leads a local partition, whenever this node becomes
+    /// its leader (a hint for clients of nodes without a replica).
+    async fn report_leadership(self: Arc<Self>, r: LocalReplica) {
+        let mut m = r.group.raft().metrics();
+        let mut reported = 0u64;
+        loop {
+            let (leader, term) = {
+                let x = m.borrow();
+                (x.current_leader, x.current_term)
+            };
+            if leader == Some(self.node_id()) && term > reported {
+                let known = self.metadata().leaders.get(&r.group.id()).copied();
+                if known.is_some_and(|(n, t)| n == self.node_id() && t >= term) {
+                    reported = term;
+                } else {
+                    let cmd = MetaCommand::SetLeader {
+                        group: r.group.id(),
+                        leader: self.node_id(),
+                        term,
+                    };
+                    match self.propose_patiently(&cmd, Duration::from_secs(5)).await {
+                        Ok(_) => reported = term,
+                        Err(e) => {
+                            tracing::debug!(topic = %r.topic, partition = r.partition, error = %e, "reporting leadership; will retry")
+                        }
+                    }
+                }
+            }
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let still_local = self
+                .replicas
+                .read()
+                .expect("invariant: replica map lock is never poisoned")
+                .contains_key(&r.group.id());
+            if !still_local {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_secs(1), m.changed()).await {
+                Ok(Err(_)) => return,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Stops accepting work and closes every group (flushing logs).
+    pub async fn shutdown(&self) -> Result<()> {
+        self.stopping.store(true, Ordering::Release);
+        self.metadata_changed.notify_waiters();
+        self.registry.shutdown().await.map_err(NodeError::from)
+    }
+}

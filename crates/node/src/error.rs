@@ -1,0 +1,317 @@
+//! The broker's one error type, and its one mapping to the wire (`tonic::Status` and the proto's
+//! per-partition `Error`), with stable codes.
+
+use skein_proto::v1::{self, ErrorCode};
+use skein_storage::StorageError;
+
+/// Result alias for this crate.
+pub type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+/// Everything a broker request or the node's startup can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The storage layer failed or refused.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+
+    /// No topic by that name.
+    #[error("topic `{topic}` does not exist; create it with `skein topic create {topic}`")]
+    UnknownTopic {
+        /// The name asked for.
+        topic: String,
+    },
+
+    /// The topic has no such partition.
+    #[error("topic `{topic}` has no partition {partition} (it has {partitions})")]
+    UnknownPartition {
+        /// Topic.
+        topic: String,
+        /// Partition asked for.
+        partition: u32,
+        /// Partition count.
+        partitions: u32,
+    },
+
+    /// A topic name breaks the naming rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The name.
+        name: String,
+        /// Which rule.
+        reason: String,
+    },
+
+    /// The topic exists already.
+    #[error("topic `{name}` already exists")]
+    TopicExists {
+        /// The name.
+        name: String,
+    },
+
+    /// A bad partition count.
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+
+    /// More replicas asked for than there are nodes.
+    #[error("replication factor {requested} is larger than the {nodes} nodes of the cluster")]
+    InvalidReplicationFactor {
+        /// Asked for.
+        requested: u32,
+        /// Nodes available.
+        nodes: usize,
+    },
+
+    /// A bad per-topic setting.
+    #[error("invalid topic setting `{key}`: {reason}")]
+    InvalidTopicConfig {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// This node does not lead the partition (or the metadata group).
+    #[error("this node is not the leader{}", leader_text(.leader))]
+    NotLeader {
+        /// The leader, when known: node id and advertised client address.
+        leader: Option<(u64, String)>,
+    },
+
+    /// No leader is known right now.
+    #[error("no leader is available yet for {what}; retry shortly")]
+    LeaderNotAvailable {
+        /// What has no leader.
+        what: String,
+    },
+
+    /// The request waited too long.
+    #[error("timed out after {ms} ms waiting for {what}")]
+    Timeout {
+        /// What it waited for.
+        what: String,
+        /// How long.
+        ms: u64,
+    },
+
+    /// The node is starting or stopping.
+    #[error("node is not ready: {0}")]
+    NotReady(String),
+
+    /// A malformed request.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// An idempotent producer's batch does not follow its previous one.
+    #[error("out-of-order sequence from producer {producer_id}: {detail}")]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// What was expected.
+        detail: String,
+    },
+
+    /// A newer epoch of this producer exists.
+    #[error("producer {producer_id} epoch {epoch} is fenced by a newer epoch")]
+    ProducerFenced {
+        /// The producer.
+        producer_id: i64,
+        /// Its stale epoch.
+        epoch: i16,
+    },
+
+    /// A Raft group failed or refused.
+    #[error(transparent)]
+    Raft(#[from] skein_raft::Error),
+
+    /// Something inside the node failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn leader_text(leader: &Option<(u64, String)>) -> String {
+    match leader {
+        Some((id, addr)) => format!("; the leader is node {id} at {addr}"),
+        None => "; the leader is not known yet, retry shortly".into(),
+    }
+}
+
+impl NodeError {
+    /// The stable code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            NodeError::Config(_) => ErrorCode::InvalidConfig,
+            NodeError::Storage(e) => storage_code(e),
+            NodeError::UnknownTopic { .. } | NodeError::UnknownPartition { .. } => {
+                ErrorCode::UnknownTopicOrPartition
+            }
+            NodeError::InvalidTopicName { .. } => ErrorCode::InvalidTopicName,
+            NodeError::TopicExists { .. } => ErrorCode::TopicAlreadyExists,
+            NodeError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            NodeError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+            NodeError::InvalidTopicConfig { .. } => ErrorCode::InvalidConfig,
+            NodeError::NotLeader { .. } => ErrorCode::NotLeader,
+            NodeError::LeaderNotAvailable { .. } => ErrorCode::LeaderNotAvailable,
+            NodeError::Timeout { .. } => ErrorCode::Timeout,
+            NodeError::NotReady(_) => ErrorCode::NodeNotReady,
+            NodeError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            NodeError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+            NodeError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+            NodeError::Raft(e) => raft_code(e),
+            NodeError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The per-partition form carried inside responses.
+    pub fn to_proto(&self) -> v1::Error {
+        let leader = match self {
+            NodeError::NotLeader {
+                leader: Some((id, addr)),
+            } => Some(v1::LeaderHint {
+                node_id: *id,
+                client_addr: addr.clone(),
+            }),
+            _ => None,
+        };
+        v1::Error {
+            code: self.code() as i32,
+            message: self.to_string(),
+            leader,
+        }
+    }
+
+    /// The call-level form: a gRPC status with the code (and the leader) in its metadata.
+    pub fn to_status(&self) -> tonic::Status {
+        let grpc = match self.code() {
+            ErrorCode::None => tonic::Code::Ok,
+            ErrorCode::NotLeader
+            | ErrorCode::LeaderNotAvailable
+            | ErrorCode::NodeNotReady
+            | ErrorCode::Throttled => tonic::Code::Unavailable,
+            ErrorCode::UnknownTopicOrPartition => tonic::Code::NotFound,
+            ErrorCode::TopicAlreadyExists => tonic::Code::AlreadyExists,
+            ErrorCode::InvalidTopicName
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidPartitions
+            | ErrorCode::InvalidConfig
+            | ErrorCode::InvalidReplicationFactor
+            | ErrorCode::CorruptBatch => tonic::Code::InvalidArgument,
+            ErrorCode::BatchTooLarge | ErrorCode::RequestTooLarge => tonic::Code::ResourceExhausted,
+            ErrorCode::OffsetOutOfRange => tonic::Code::OutOfRange,
+            ErrorCode::Timeout => tonic::Code::DeadlineExceeded,
+            ErrorCode::OutOfOrderSequence | ErrorCode::ProducerFenced => {
+                tonic::Code::FailedPrecondition
+            }
+            ErrorCode::StorageFailed | ErrorCode::Internal => tonic::Code::Internal,
+        };
+        let mut status = tonic::Status::new(grpc, self.to_string());
+        let md = status.metadata_mut();
+        if let Ok(v) = (self.code() as i32).to_string().parse() {
+            md.insert("skein-error-code", v);
+        }
+        if let NodeError::NotLeader {
+            leader: Some((id, addr)),
+        } = self
+        {
+            if let Ok(v) = id.to_string().parse() {
+                md.insert("skein-leader-id", v);
+            }
+            if let Ok(v) = addr.parse() {
+                md.insert("skein-leader-addr", v);
+            }
+        }
+        status
+    }
+}
+
+fn storage_code(e: &StorageError) -> ErrorCode {
+    match e {
+        StorageError::BatchTooShort { .. }
+        | StorageError::LengthMismatch { .. }
+        | StorageError::BadMagic { .. }
+        | StorageError::CrcMismatch { .. }
+        | StorageError::InvalidBatch { .. }
+        | StorageError::InvalidRecord { .. }
+        | StorageError::UnsupportedCompression { .. } => ErrorCode::CorruptBatch,
+        StorageError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+        StorageError::OffsetOutOfRange { .. } | StorageError::IndexOutOfRange { .. } => {
+            ErrorCode::OffsetOutOfRange
+        }
+        StorageError::NonContiguousIndex { .. } | StorageError::TermRegression { .. } => {
+            ErrorCode::Internal
+        }
+        StorageError::Io { .. }
+        | StorageError::Poisoned { .. }
+        | StorageError::CorruptBatch { .. }
+        | StorageError::SegmentGap { .. } => ErrorCode::StorageFailed,
+        StorageError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+    }
+}
+
+fn raft_code(e: &skein_raft::Error) -> ErrorCode {
+    use skein_raft::Error as R;
+    match e {
+        R::Storage(s) | R::InvalidBatch(s) => storage_code(s),
+        R::NotDataBatch { .. } => ErrorCode::InvalidRequest,
+        R::NotLeader { .. } => ErrorCode::NotLeader,
+        R::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+        R::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+        R::Timeout(_) => ErrorCode::Timeout,
+        R::Stopped { .. } | R::GroupNotFound(_) => ErrorCode::LeaderNotAvailable,
+        R::Io { .. } => ErrorCode::StorageFailed,
+        R::Raft { .. } | R::GroupExists(_) | R::Decode { .. } => ErrorCode::Internal,
+        R::InvalidConfig(_) => ErrorCode::InvalidConfig,
+    }
+}
+
+impl From<NodeError> for tonic::Status {
+    fn from(e: NodeError) -> Self {
+        e.to_status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_leader_names_the_leader_in_the_status() {
+        let s = NodeError::NotLeader {
+            leader: Some((2, "10.0.0.2:9650".into())),
+        }
+        .to_status();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        let md = s.metadata();
+        assert_eq!(
+            md.get("skein-error-code").and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        assert_eq!(
+            md.get("skein-leader-id").and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        assert_eq!(
+            md.get("skein-leader-addr").and_then(|v| v.to_str().ok()),
+            Some("10.0.0.2:9650")
+        );
+    }
+
+    #[test]
+    fn storage_errors_get_their_codes() {
+        let e = NodeError::from(StorageError::OffsetOutOfRange {
+            requested: 9,
+            start: 0,
+            end: 5,
+        });
+        assert_eq!(e.code(), ErrorCode::OffsetOutOfRange);
+        assert_eq!(e.to_status().code(), tonic::Code::OutOfRange);
+        let e = NodeError::from(StorageError::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        });
+        assert_eq!(e.to_proto().code, ErrorCode::CorruptBatch as i32);
+    }
+}

@@ -1,0 +1,265 @@
+//! Prometheus metrics of a node (served on `/metrics` in the text exposition format).
+//!
+//! Counters and histograms are updated on the request paths (one atomic add per request or
+//! batch, never per record); per-partition gauges (leadership, Raft term, commit lag) are read
+//! from the replicas when the endpoint is scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A per-partition gauge: name, help, and how to read it.
+type Gauge = (&'static str, &'static str, fn(&PartitionGauge) -> u64);
+
+/// One partition replica's state, as shown on `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionGauge {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// Whether this node leads it.
+    pub leader: bool,
+    /// Current Raft term.
+    pub term: u64,
+    /// High watermark (committed record offset).
+    pub high_watermark: u64,
+    /// Log end offset on this replica.
+    pub log_end_offset: u64,
+    /// Raft entries appended here but not yet committed.
+    pub commit_lag: u64,
+}
+
+/// The node's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Produce requests received.
+    pub produce_requests: Counter,
+    /// Produce requests that failed as a whole or for some partition.
+    pub produce_errors: Counter,
+    /// Records acknowledged.
+    pub produce_records: Counter,
+    /// Batch bytes acknowledged.
+    pub produce_bytes: Counter,
+    /// Time from receiving a produce request to answering it.
+    pub produce_latency: Histogram,
+    /// Fetch requests received (a stream counts once per response sent).
+    pub fetch_requests: Counter,
+    /// Bytes of batches returned by fetches.
+    pub fetch_bytes: Counter,
+    /// Time to answer a fetch (long-poll waits included).
+    pub fetch_latency: Histogram,
+    /// Requests refused or delayed by limits.
+    pub throttled: Counter,
+    connections: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("skein");
+        let latency = || Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
+        let m = Metrics {
+            produce_requests: Counter::default(),
+            produce_errors: Counter::default(),
+            produce_records: Counter::default(),
+            produce_bytes: Counter::default(),
+            produce_latency: latency(),
+            fetch_requests: Counter::default(),
+            fetch_bytes: Counter::default(),
+            fetch_latency: latency(),
+            throttled: Counter::default(),
+            connections: AtomicU64::new(0),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "produce_requests",
+            "Produce requests received",
+            m.produce_requests.clone(),
+        );
+        registry.register(
+            "produce_errors",
+            "Produce requests with an error",
+            m.produce_errors.clone(),
+        );
+        registry.register(
+            "produce_records",
+            "Records acknowledged to producers",
+            m.produce_records.clone(),
+        );
+        registry.register(
+            "produce_bytes",
+            "Batch bytes acknowledged to producers",
+            m.produce_bytes.clone(),
+        );
+        registry.register(
+            "produce_latency_seconds",
+            "Time from receiving a produce request to answering it",
+            m.produce_latency.clone(),
+        );
+        registry.register(
+            "fetch_requests",
+            "Fetch responses sent",
+            m.fetch_requests.clone(),
+        );
+        registry.register(
+            "fetch_bytes",
+            "Batch bytes returned by fetches",
+            m.fetch_bytes.clone(),
+        );
+        registry.register(
+            "fetch_latency_seconds",
+            "Time to answer a fetch, long-poll waits included",
+            m.fetch_latency.clone(),
+        );
+        registry.register(
+            "throttled_requests",
+            "Requests refused or delayed by limits",
+            m.throttled.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A client connection opened.
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client connection closed.
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Renders every metric, with the per-partition gauges given.
+    pub fn render(&self, node_id: u64, partitions: &[PartitionGauge]) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        // `encode` ends with "# EOF"; the gauges below go before it.
+        if let Some(i) = out.rfind("# EOF") {
+            out.truncate(i);
+        }
+        let w = &mut out;
+        let _ = writeln!(
+            w,
+            "# HELP skein_client_connections Open client connections."
+        );
+        let _ = writeln!(w, "# TYPE skein_client_connections gauge");
+        let _ = writeln!(
+            w,
+            "skein_client_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        let leaders = partitions.iter().filter(|p| p.leader).count();
+        let _ = writeln!(
+            w,
+            "# HELP skein_partitions Partition replicas on this node."
+        );
+        let _ = writeln!(w, "# TYPE skein_partitions gauge");
+        let _ = writeln!(
+            w,
+            "skein_partitions{{node=\"{node_id}\"}} {}",
+            partitions.len()
+        );
+        let _ = writeln!(
+            w,
+            "# HELP skein_partition_leaders Partitions this node leads."
+        );
+        let _ = writeln!(w, "# TYPE skein_partition_leaders gauge");
+        let _ = writeln!(w, "skein_partition_leaders{{node=\"{node_id}\"}} {leaders}");
+        let gauges: [Gauge; 5] = [
+            (
+                "skein_partition_leader",
+                "1 when this node leads the partition.",
+                |p| u64::from(p.leader),
+            ),
+            (
+                "skein_raft_term",
+                "Current Raft term of the partition's group.",
+                |p| p.term,
+            ),
+            (
+                "skein_partition_high_watermark",
+                "Committed record offset (exclusive).",
+                |p| p.high_watermark,
+            ),
+            (
+                "skein_partition_log_end_offset",
+                "Next offset of this replica's log.",
+                |p| p.log_end_offset,
+            ),
+            (
+                "skein_raft_commit_lag",
+                "Raft entries appended on this replica but not committed.",
+                |p| p.commit_lag,
+            ),
+        ];
+        for (name, help, f) in gauges {
+            let _ = writeln!(w, "# HELP {name} {help}");
+            let _ = writeln!(w, "# TYPE {name} gauge");
+            for p in partitions {
+                let _ = writeln!(
+                    w,
+                    "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                    p.topic,
+                    p.partition,
+                    f(p)
+                );
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_partition_gauges() {
+        let m = Metrics::new();
+        m.produce_requests.inc();
+        m.produce_records.inc_by(1000);
+        m.produce_latency.observe(0.002);
+        let text = m.render(
+            3,
+            &[PartitionGauge {
+                topic: "orders".into(),
+                partition: 1,
+                leader: true,
+                term: 4,
+                high_watermark: 10,
+                log_end_offset: 12,
+                commit_lag: 1,
+            }],
+        );
+        assert!(text.contains("skein_produce_requests_total 1"), "{text}");
+        assert!(text.contains("skein_produce_records_total 1000"), "{text}");
+        assert!(
+            text.contains("skein_produce_latency_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skein_partition_leaders{node=\"3\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skein_raft_term{topic=\"orders\",partition=\"1\"} 4"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+}

@@ -1,0 +1,305 @@
+//! Running a node: bind, serve the three ports, bootstrap, and shut down gracefully.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use skein_proto::v1 as pb;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::Server;
+
+use crate::broker::Broker;
+use crate::config::NodeConfig;
+use crate::error::{NodeError, Result};
+use crate::http::{self, HttpState};
+use crate::internal::NodeControlApi;
+use crate::service::ClientApi;
+
+/// The node's three bound listeners. Binding before `run` lets tests use port 0.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Client gRPC API.
+    pub client: TcpListener,
+    /// Peer (Raft) gRPC API.
+    pub peer: TcpListener,
+    /// HTTP endpoints.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &NodeConfig) -> Result<Self> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
+                NodeError::Config(format!(
+                    "cannot listen on {addr} for the {what}: {e} (is another skein-node running? choose another address with --{what}-addr)"
+                ))
+            })
+        };
+        Ok(Listeners {
+            client: bind(config.client_addr, "client").await?,
+            peer: bind(config.peer_addr, "peer").await?,
+            http: bind(config.http_addr, "http").await?,
+        })
+    }
+
+    /// Binds three free ports on 127.0.0.1 (tests).
+    pub async fn bind_ephemeral() -> Result<Self> {
+        let any: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let l = |_: ()| async move {
+            TcpListener::bind(any)
+                .await
+                .map_err(|e| NodeError::Internal(format!("bind 127.0.0.1:0: {e}")))
+        };
+        Ok(Listeners {
+            client: l(()).await?,
+            peer: l(()).await?,
+            http: l(()).await?,
+        })
+    }
+
+    /// The bound addresses: (client, peer, http).
+    pub fn addrs(&self) -> Result<(SocketAddr, SocketAddr, SocketAddr)> {
+        let a = |l: &TcpListener| {
+            l.local_addr()
+                .map_err(|e| NodeError::Internal(format!("local address: {e}")))
+        };
+        Ok((a(&self.client)?, a(&self.peer)?, a(&self.http)?))
+    }
+}
+
+/// A connection that holds a permit of the connection limit while it is open.
+#[derive(Debug)]
+struct LimitedConn {
+    inner: TcpStream,
+    _permit: Option<OwnedSemaphorePermit>,
+    broker: Option<Arc<Broker>>,
+}
+
+impl Drop for LimitedConn {
+    fn drop(&mut self) {
+        if let Some(b) = &self.broker {
+            b.metrics.connection_closed();
+        }
+    }
+}
+
+impl Connected for LimitedConn {
+    type ConnectInfo = TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl AsyncRead for LimitedConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Accepted connections, at most `limit` open at once (the rest wait in the kernel's backlog).
+fn incoming(
+    listener: TcpListener,
+    limit: Option<Arc<Semaphore>>,
+    broker: Option<Arc<Broker>>,
+) -> impl futures_util::Stream<Item = std::io::Result<LimitedConn>> {
+    futures_util::stream::unfold(
+        (listener, limit, broker),
+        |(listener, limit, broker)| async move {
+            let permit = match &limit {
+                Some(s) => s.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            let r = listener.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                if let Some(b) = &broker {
+                    b.metrics.connection_opened();
+                }
+                LimitedConn {
+                    inner: s,
+                    _permit: permit,
+                    broker: broker.clone(),
+                }
+            });
+            Some((r, (listener, limit, broker)))
+        },
+    )
+}
+
+struct HttpView(Arc<Broker>);
+
+impl HttpState for HttpView {
+    fn not_ready_reason(&self) -> Option<String> {
+        self.0.not_ready_reason()
+    }
+    fn metrics_text(&self) -> String {
+        let b = self.0.clone();
+        // Gauges need the logs' positions, which are behind async locks.
+        let gauges = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(b.partition_gauges())
+        });
+        self.0.metrics.render(self.0.node_id(), &gauges)
+    }
+}
+
+/// Installs the `tracing` subscriber (`RUST_LOG` filters; default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// Runs a node on bound `listeners` until `shutdown` completes, then stops gracefully: stop
+/// accepting requests, let in-flight ones finish, close every Raft group (flushing its log).
+pub async fn run(
+    listeners: Listeners,
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let span = tracing::info_span!("node", node = config.node_id);
+    let _enter = span.enter();
+    let (client_addr, peer_addr, http_addr) = listeners.addrs()?;
+    let limits = config.limits.clone();
+    let broker = Broker::open(config).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let peer_server = Server::builder()
+        .add_service(skein_raft::RaftService::new(broker.registry.clone()).into_server())
+        .add_service(pb::node_control_server::NodeControlServer::new(
+            NodeControlApi::new(broker.clone()),
+        ))
+        .serve_with_incoming_shutdown(
+            incoming(listeners.peer, None, None),
+            stopped(stop_rx.clone()),
+        );
+    let peer_task = tokio::spawn(peer_server);
+
+    let api = ClientApi::new(broker.clone());
+    let max = limits.request_bytes_max;
+    let client_server = Server::builder()
+        .concurrency_limit_per_connection(limits.inflight_requests_max)
+        .add_service(
+            pb::metadata_service_server::MetadataServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::produce_service_server::ProduceServiceServer::new(api.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::fetch_service_server::FetchServiceServer::new(api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(limits.fetch_bytes_max as usize + (1 << 20)),
+        )
+        .serve_with_incoming_shutdown(
+            incoming(
+                listeners.client,
+                Some(Arc::new(Semaphore::new(limits.connections_max))),
+                Some(broker.clone()),
+            ),
+            stopped(stop_rx.clone()),
+        );
+    let client_task = tokio::spawn(client_server);
+    let http_task = tokio::spawn(http::serve(
+        listeners.http,
+        Arc::new(HttpView(broker.clone())),
+        stopped(stop_rx.clone()),
+    ));
+
+    tokio::spawn(broker.clone().watch_metadata());
+    tokio::spawn(broker.clone().reconcile_loop());
+    let b = broker.clone();
+    tokio::spawn(async move {
+        if let Err(e) = b.bootstrap().await {
+            tracing::error!(error = %e, "joining the cluster failed");
+        }
+    });
+    tracing::info!(%client_addr, %peer_addr, %http_addr, data_dir = %broker.config.data_dir.display(), "skein-node started");
+
+    shutdown.await;
+    broker
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Release);
+    let _ = stop_tx.send(true);
+    let (c, p, h) = tokio::join!(client_task, peer_task, http_task);
+    for (what, r) in [
+        ("client API", c.map(|r| r.map_err(|e| e.to_string()))),
+        ("peer API", p.map(|r| r.map_err(|e| e.to_string()))),
+    ] {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(server = what, error = %e, "server stopped with an error"),
+            Err(e) => tracing::warn!(server = what, error = %e, "server task failed"),
+        }
+    }
+    if let Ok(Err(e)) = h {
+        tracing::warn!(error = %e, "HTTP server stopped with an error");
+    }
+    broker.shutdown().await?;
+    tracing::info!("skein-node stopped");
+    Ok(())
+}

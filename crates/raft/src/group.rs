@@ -1,0 +1,233 @@
+//! A running Raft group on this node: openraft, its log store on the partition log, its state
+//! machine and its network clients.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::Raft;
+use skein_storage::{LogConfig, PartitionLog};
+use tracing::Instrument;
+
+use crate::config::RaftConfig;
+use crate::error::{Error, Result};
+use crate::log_store::{LogShared, LogStore};
+use crate::state_machine::{load_snapshot, AppliedState, Applier, StateMachine};
+use crate::transport::{NetworkFactory, PeerPool};
+use crate::types::{GroupId, Node, NodeId, RecordBatch, SkeinTypes};
+
+/// One Raft group replica on this node.
+pub struct Group<C: SkeinTypes, A: Applier<C>> {
+    id: GroupId,
+    node: NodeId,
+    raft: Raft<C>,
+    state: Arc<RwLock<AppliedState<A>>>,
+    shared: Arc<LogShared>,
+    config: RaftConfig,
+}
+
+impl<C: SkeinTypes, A: Applier<C>> std::fmt::Debug for Group<C, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("id", &self.id)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl<C: SkeinTypes, A: Applier<C>> Group<C, A>
+where
+    C::R: Default,
+{
+    /// Opens (or creates) the group's replica in `dir` and starts its Raft node.
+    pub(crate) async fn open(
+        id: GroupId,
+        node: NodeId,
+        dir: &Path,
+        log_config: LogConfig,
+        config: &RaftConfig,
+        pool: PeerPool,
+    ) -> Result<Self> {
+        let span = tracing::info_span!("raft_group", node, group = id);
+        async move {
+            let shared = LogShared::open(id, node, dir, log_config)?;
+            let (state, snapshot) = {
+                let mut g = shared.inner.lock().await;
+                load_snapshot::<C, A>(&shared, &mut g)?
+            };
+            let state = Arc::new(RwLock::new(state));
+            let log_store = LogStore::<C>::new(shared.clone(), config.append_bytes_max);
+            let sm = StateMachine::<C, A>::new(shared.clone(), state.clone(), snapshot);
+            let raft_config = Arc::new(config.openraft_config(format!("skein-group-{id}"))?);
+            let raft = Raft::new(
+                node,
+                raft_config,
+                NetworkFactory::new(id, pool),
+                log_store,
+                sm,
+            )
+            .await
+            .map_err(|e| Error::Stopped {
+                group: id,
+                reason: e.to_string(),
+            })?;
+            tracing::info!("started raft group");
+            Ok(Group {
+                id,
+                node,
+                raft,
+                state,
+                shared,
+                config: config.clone(),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The group's id.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// The openraft handle (metrics, waits, membership changes).
+    pub fn raft(&self) -> &Raft<C> {
+        &self.raft
+    }
+
+    /// Initializes a new group with `members` (call on one node only, once).
+    pub async fn initialize(&self, members: BTreeMap<NodeId, Node>) -> Result<()> {
+        self.raft
+            .initialize(members)
+            .await
+            .map_err(|e| self.raft_error(e))
+    }
+
+    /// The leader this replica knows of.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Reads the applied state.
+    pub fn with_state<R>(&self, f: impl FnOnce(&AppliedState<A>) -> R) -> R {
+        f(&self
+            .state
+            .read()
+            .expect("invariant: state-machine lock is never poisoned"))
+    }
+
+    /// Reads the partition log (e.g. to serve a fetch below the high watermark).
+    pub async fn with_log<R>(&self, f: impl FnOnce(&PartitionLog) -> R) -> R {
+        f(&self.shared.inner.lock().await.log)
+    }
+
+    /// The record offset up to which (exclusive) entries are committed and applied on this
+    /// replica: the high watermark when this replica is the leader.
+    pub fn applied_offset(&self) -> u64 {
+        self.with_state(|s| s.next_offset)
+    }
+
+    fn raft_error<E: std::error::Error>(&self, e: RaftError<NodeId, E>) -> Error {
+        match e {
+            RaftError::Fatal(f) => Error::Stopped {
+                group: self.id,
+                reason: f.to_string(),
+            },
+            RaftError::APIError(e) => Error::Raft {
+                group: self.id,
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Proposes `batch` and waits until it is committed and applied.
+    pub(crate) async fn write(&self, batch: RecordBatch) -> Result<C::R> {
+        match self.raft.client_write(batch).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Error::NotLeader {
+                    group: self.id,
+                    node: self.node,
+                    leader: f.leader_id,
+                })
+            }
+            Err(e) => Err(self.raft_error(e)),
+        }
+    }
+
+    /// Makes sure a snapshot covers Raft index `index`, then purges the log through it: whole
+    /// sealed segments at or below `index` are deleted. Waits up to two election timeouts.
+    pub async fn purge_through(&self, index: u64) -> Result<()> {
+        let timeout = Some(self.config.election_timeout_max() * 2 + Duration::from_secs(5));
+        let covered =
+            |m: &openraft::RaftMetrics<NodeId, Node>| m.snapshot.is_some_and(|s| s.index >= index);
+        if !covered(&self.raft.metrics().borrow()) {
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| Error::Stopped {
+                    group: self.id,
+                    reason: e.to_string(),
+                })?;
+            self.raft
+                .wait(timeout)
+                .metrics(covered, "snapshot covers the purge point")
+                .await
+                .map_err(|e| Error::Timeout(e.to_string()))?;
+        }
+        self.raft
+            .trigger()
+            .purge_log(index)
+            .await
+            .map_err(|e| Error::Stopped {
+                group: self.id,
+                reason: e.to_string(),
+            })?;
+        self.raft
+            .wait(timeout)
+            .metrics(|m| m.purged.is_some_and(|p| p.index >= index), "log purged")
+            .await
+            .map_err(|e| Error::Timeout(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Applies the log's retention policy the Raft way: the applied prefix that retention wants
+    /// gone is covered by a snapshot and then purged, so Raft and retention agree on where the
+    /// log starts. Returns the Raft index purged through, if any.
+    pub async fn enforce_retention(&self) -> Result<Option<u64>> {
+        let point = self.shared.inner.lock().await.log.retention_point(now_ms());
+        let Some(point) = point else { return Ok(None) };
+        let applied = self.with_state(|s| s.last_applied.map(|l| l.index));
+        let Some(applied) = applied else {
+            return Ok(None);
+        };
+        let target = point.last_index.min(applied);
+        self.purge_through(target).await?;
+        Ok(Some(target))
+    }
+
+    /// Stops the group's Raft node. The files stay; opening the group again resumes it.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.raft.shutdown().await.map_err(|e| Error::Stopped {
+            group: self.id,
+            reason: e.to_string(),
+        })?;
+        // Make everything written durable before the replica is reopened.
+        self.shared.inner.lock().await.log.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,542 @@
+//! Openraft's log storage on the partition log: the Raft log *is* the [`PartitionLog`].
+//!
+//! - Every entry is one batch. Normal entries are the client's data batch; blank and membership
+//!   entries are control batches ([`batch::control_batch`]) with timestamp 0, so every replica
+//!   writes byte-identical batches. Term and index live in the batch header (stamped by the log).
+//! - `append` writes the batches (page cache) and hands the callback to the group's flusher task,
+//!   which fsyncs once for every append queued since its last fsync (group commit) and only then
+//!   calls the callbacks.
+//! - The vote and the purge point live in their own small files, written atomically.
+//! - `purge` records the purge point first, then deletes whole sealed segments; entries at or below
+//!   the purge point that are still on disk are never returned.
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, CommittedLeaderId, EntryPayload, LogState, RaftLogReader, StorageError,
+    StorageIOError,
+};
+use serde::{Deserialize, Serialize};
+use skein_storage::batch::{self, Batch, EntryKind};
+use skein_storage::{LogConfig, PartitionLog};
+use tokio::sync::{mpsc, Mutex, Notify};
+
+use crate::error::{Error, Result};
+use crate::files;
+use crate::types::{
+    decode, encode, GroupId, LogId, Membership, NodeId, RecordBatch, SkeinTypes, Vote,
+};
+
+/// Format version of the vote and purge-point files.
+const META_VERSION: u8 = 1;
+/// How long an append that continues a just-installed snapshot waits for the state machine to
+/// reposition the log (see [`LogStore`]'s `append`).
+const RESET_WAIT: Duration = Duration::from_secs(30);
+
+type StoreError = StorageError<NodeId>;
+
+/// Where a group keeps its files.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupPaths {
+    pub(crate) log: PathBuf,
+    pub(crate) vote: PathBuf,
+    pub(crate) purged: PathBuf,
+    pub(crate) snapshot: PathBuf,
+}
+
+impl GroupPaths {
+    pub(crate) fn new(dir: &Path) -> Self {
+        GroupPaths {
+            log: dir.join("log"),
+            vote: dir.join("vote"),
+            purged: dir.join("purged"),
+            snapshot: dir.join("snapshot"),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetaFile<T> {
+    version: u8,
+    value: T,
+}
+
+pub(crate) fn write_meta<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    files::write_atomic(
+        path,
+        &encode(&MetaFile {
+            version: META_VERSION,
+            value,
+        }),
+    )
+}
+
+pub(crate) fn read_meta<T: for<'a> Deserialize<'a>>(
+    path: &Path,
+    what: &'static str,
+) -> Result<Option<T>> {
+    let Some(bytes) = files::read_optional(path)? else {
+        return Ok(None);
+    };
+    let f: MetaFile<T> = decode(what, &bytes)?;
+    if f.version != META_VERSION {
+        return Err(Error::InvalidConfig(format!(
+            "{} has format version {}, this build reads {}",
+            path.display(),
+            f.version,
+            META_VERSION
+        )));
+    }
+    Ok(Some(f.value))
+}
+
+/// The partition log and the Raft metadata kept beside it, behind one lock.
+#[derive(Debug)]
+pub(crate) struct LogInner {
+    pub(crate) log: PartitionLog,
+    pub(crate) vote: Option<Vote>,
+    pub(crate) last_purged: Option<LogId>,
+}
+
+impl LogInner {
+    /// The last log id Raft should see: the last entry, or the purge point when it is later.
+    pub(crate) fn last_log_id(&self) -> Option<LogId> {
+        let last = self
+            .log
+            .last_entry()
+            .map(|(term, index)| log_id(term, index));
+        match (last, self.last_purged) {
+            (Some(l), Some(p)) if l.index <= p.index => Some(p),
+            (Some(l), _) => Some(l),
+            (None, p) => p,
+        }
+    }
+
+    pub(crate) fn set_purged(&mut self, paths: &GroupPaths, purged: LogId) -> Result<()> {
+        if self.last_purged.is_some_and(|p| p.index >= purged.index) {
+            return Ok(());
+        }
+        write_meta(&paths.purged, &purged)?;
+        self.last_purged = Some(purged);
+        Ok(())
+    }
+}
+
+/// State shared by a group's log store, log readers, flusher and state machine.
+#[derive(Debug)]
+pub(crate) struct LogShared {
+    pub(crate) group: GroupId,
+    pub(crate) node: NodeId,
+    pub(crate) paths: GroupPaths,
+    pub(crate) inner: Mutex<LogInner>,
+    /// Signalled whenever the state machine repositions the log after installing a snapshot.
+    pub(crate) reset: Notify,
+}
+
+impl LogShared {
+    /// Opens the log and the vote and purge-point files of the group in `dir`.
+    pub(crate) fn open(
+        group: GroupId,
+        node: NodeId,
+        dir: &Path,
+        config: LogConfig,
+    ) -> Result<Arc<LogShared>> {
+        let paths = GroupPaths::new(dir);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create group directory {}", dir.display()), e))?;
+        let log = PartitionLog::open(&paths.log, config)?;
+        let vote = read_meta::<Vote>(&paths.vote, "vote file")?;
+        let last_purged = read_meta::<LogId>(&paths.purged, "purge-point file")?;
+        Ok(Arc::new(LogShared {
+            group,
+            node,
+            paths,
+            inner: Mutex::new(LogInner {
+                log,
+                vote,
+                last_purged,
+            }),
+            reset: Notify::new(),
+        }))
+    }
+}
+
+/// A log id from a term and an index (a term has exactly one leader, see the crate docs).
+pub(crate) fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term, 0), index)
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StoreError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StoreError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+/// Rebuilds an openraft entry from a batch read from the log.
+pub(crate) fn entry_from_batch<C: SkeinTypes>(b: Batch) -> Result<openraft::Entry<C>> {
+    let h = *b.header();
+    let payload = match h.kind {
+        EntryKind::Data => EntryPayload::Normal(RecordBatch(b.bytes().clone())),
+        EntryKind::Blank => EntryPayload::Blank,
+        EntryKind::Membership => {
+            EntryPayload::Membership(decode::<Membership>("membership entry", &b.payload())?)
+        }
+    };
+    Ok(openraft::Entry {
+        log_id: log_id(h.raft_term, h.raft_index),
+        payload,
+    })
+}
+
+/// Reads entries `[start, end)` that are on disk and not purged, at most `max_bytes` of them (at
+/// least one when the range holds any).
+pub(crate) async fn read_entries<C: SkeinTypes>(
+    shared: &LogShared,
+    start: u64,
+    end: u64,
+    max_bytes: u64,
+) -> Result<Vec<openraft::Entry<C>>> {
+    let batches = {
+        let g = shared.inner.lock().await;
+        let floor = g.last_purged.map_or(0, |p| p.index + 1);
+        let from = start.max(floor).max(g.log.first_index());
+        let to = end.min(g.log.next_index());
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        g.log.entries(from, to, max_bytes)?
+    };
+    batches.into_iter().map(entry_from_batch).collect()
+}
+
+fn range_to_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(x) => *x,
+        Bound::Excluded(x) => x.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(x) => x.saturating_add(1),
+        Bound::Excluded(x) => *x,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+/// Reads the Raft log for replication and for applying committed entries.
+#[derive(Debug)]
+pub struct LogReader<C: SkeinTypes> {
+    shared: Arc<LogShared>,
+    max_read_bytes: u64,
+    _types: PhantomData<C>,
+}
+
+impl<C: SkeinTypes> RaftLogReader<C> for LogReader<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> std::result::Result<Vec<openraft::Entry<C>>, StoreError> {
+        let (start, end) = range_to_bounds(&range);
+        read_entries(&self.shared, start, end, u64::MAX)
+            .await
+            .map_err(read_err)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> std::result::Result<Vec<openraft::Entry<C>>, StoreError> {
+        read_entries(&self.shared, start, end, self.max_read_bytes)
+            .await
+            .map_err(read_err)
+    }
+}
+
+type FlushRequest<C> = LogFlushed<C>;
+
+/// Openraft's log storage for one group, on that group's [`PartitionLog`].
+///
+/// Appends that follow a snapshot installed beyond the end of the local log wait (up to 30 s)
+/// until the state machine has repositioned the log at the snapshot's next offset and index:
+/// openraft records the purge point before its state-machine worker installs the snapshot, and
+/// only the snapshot knows the record offset the next entry must get.
+#[derive(Debug)]
+pub struct LogStore<C: SkeinTypes> {
+    shared: Arc<LogShared>,
+    flush_tx: mpsc::UnboundedSender<FlushRequest<C>>,
+    max_read_bytes: u64,
+    /// openraft's storage suite appends with holes in the index sequence, which a partition log
+    /// refuses by design; only the suite's builder fills them with blank entries.
+    #[cfg(test)]
+    fill_gaps: bool,
+}
+
+impl<C: SkeinTypes> LogStore<C> {
+    /// A log store on `shared`; spawns the group-commit flusher on the current tokio runtime.
+    pub(crate) fn new(shared: Arc<LogShared>, max_read_bytes: u64) -> Self {
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_flusher::<C>(shared.clone(), flush_rx));
+        LogStore {
+            shared,
+            flush_tx,
+            max_read_bytes,
+            #[cfg(test)]
+            fill_gaps: false,
+        }
+    }
+
+    /// A log store that fills holes with blank entries, for openraft's storage suite only.
+    #[cfg(test)]
+    pub(crate) fn new_for_suite(shared: Arc<LogShared>, max_read_bytes: u64) -> Self {
+        LogStore {
+            fill_gaps: true,
+            ..Self::new(shared, max_read_bytes)
+        }
+    }
+
+    /// Waits until the log's next index is `index`, repositioning an empty, never-purged log.
+    async fn position_for(&self, index: u64, term: u64) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + RESET_WAIT;
+        loop {
+            let notified = self.shared.reset.notified();
+            {
+                let mut g = self.shared.inner.lock().await;
+                let next = g.log.next_index();
+                if next == index {
+                    return Ok(());
+                }
+                let empty = g.log.first_index() == next;
+                let after_snapshot = g.last_purged.is_some_and(|p| p.index + 1 == index);
+                #[cfg(test)]
+                if self.fill_gaps && index > next {
+                    if empty {
+                        let offset = g.log.next_offset();
+                        g.log.reset(offset, index)?;
+                    } else {
+                        for i in next..index {
+                            let blank = batch::control_batch(EntryKind::Blank, 0, &[]);
+                            g.log.append_entry(&blank, term, i)?;
+                        }
+                    }
+                    return Ok(());
+                }
+                if empty && g.last_purged.is_none() && index > next {
+                    // A log that never held an entry may begin anywhere: openraft appends at
+                    // last_log_id + 1 and this log has no last log id.
+                    let offset = g.log.next_offset();
+                    g.log.reset(offset, index)?;
+                    return Ok(());
+                }
+                #[cfg(not(test))]
+                let _ = term;
+                if !(after_snapshot && index > next) {
+                    return Err(Error::Storage(
+                        skein_storage::StorageError::NonContiguousIndex {
+                            expected: next,
+                            got: index,
+                        },
+                    ));
+                }
+            }
+            tracing::debug!(
+                group = self.shared.group,
+                node = self.shared.node,
+                index,
+                "append waits for the snapshot install to reposition the log"
+            );
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(Error::Timeout(format!(
+                    "log of group {} was not repositioned at index {index} after a snapshot",
+                    self.shared.group
+                )));
+            }
+        }
+    }
+}
+
+async fn run_flusher<C: SkeinTypes>(
+    shared: Arc<LogShared>,
+    mut rx: mpsc::UnboundedReceiver<FlushRequest<C>>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let s = shared.clone();
+        let result = tokio::task::spawn_blocking(move || s.inner.blocking_lock().log.flush())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = &result {
+            tracing::error!(
+                group = shared.group,
+                node = shared.node,
+                error = %e,
+                "flush partition log"
+            );
+        }
+        for cb in batch.drain(..) {
+            cb.log_io_completed(
+                result
+                    .clone()
+                    .map_err(|e| std::io::Error::other(format!("flush partition log: {e}"))),
+            );
+        }
+    }
+}
+
+/// Encodes an entry as the batch the log stores for it.
+fn entry_batch<C: SkeinTypes>(entry: &openraft::Entry<C>) -> Result<bytes::Bytes> {
+    Ok(match &entry.payload {
+        EntryPayload::Normal(RecordBatch(b)) => {
+            let h = batch::BatchHeader::parse(b).map_err(Error::InvalidBatch)?;
+            if h.kind != EntryKind::Data {
+                return Err(Error::NotDataBatch { kind: h.kind });
+            }
+            b.clone()
+        }
+        EntryPayload::Blank => batch::control_batch(EntryKind::Blank, 0, &[]),
+        EntryPayload::Membership(m) => batch::control_batch(EntryKind::Membership, 0, &encode(m)),
+    })
+}
+
+impl<C: SkeinTypes> RaftLogReader<C> for LogStore<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> std::result::Result<Vec<openraft::Entry<C>>, StoreError> {
+        let (start, end) = range_to_bounds(&range);
+        read_entries(&self.shared, start, end, u64::MAX)
+            .await
+            .map_err(read_err)
+    }
+}
+
+impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = LogReader<C>;
+
+    async fn get_log_state(&mut self) -> std::result::Result<LogState<C>, StoreError> {
+        let g = self.shared.inner.lock().await;
+        Ok(LogState {
+            last_purged_log_id: g.last_purged,
+            last_log_id: g.last_log_id(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader {
+            shared: self.shared.clone(),
+            max_read_bytes: self.max_read_bytes,
+            _types: PhantomData,
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> std::result::Result<(), StoreError> {
+        let mut g = self.shared.inner.lock().await;
+        // Writes are never reordered: appends queued before this vote become durable first.
+        g.log
+            .flush()
+            .map_err(|e| StoreError::from(StorageIOError::write_vote(AnyError::new(&e))))?;
+        write_meta(&self.shared.paths.vote, vote)
+            .map_err(|e| StoreError::from(StorageIOError::write_vote(AnyError::new(&e))))?;
+        g.vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> std::result::Result<Option<Vote>, StoreError> {
+        Ok(self.shared.inner.lock().await.vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> std::result::Result<(), StoreError>
+    where
+        I: IntoIterator<Item = openraft::Entry<C>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut entries = entries.into_iter().peekable();
+        if let Some(first) = entries.peek() {
+            self.position_for(first.log_id.index, first.log_id.leader_id.term)
+                .await
+                .map_err(write_err)?;
+        }
+        {
+            let mut g = self.shared.inner.lock().await;
+            for e in entries {
+                let bytes = entry_batch(&e).map_err(write_err)?;
+                g.log
+                    .append_entry(&bytes, e.log_id.leader_id.term, e.log_id.index)
+                    .map_err(write_err)?;
+            }
+        }
+        self.flush_tx.send(callback).map_err(|_| {
+            write_err(std::io::Error::other(
+                "the group's flusher has stopped; the log cannot be made durable",
+            ))
+        })?;
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), StoreError> {
+        tracing::debug!(
+            group = self.shared.group,
+            node = self.shared.node,
+            index = log_id.index,
+            "truncate log"
+        );
+        let mut g = self.shared.inner.lock().await;
+        g.log.truncate_from_index(log_id.index).map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), StoreError> {
+        let mut g = self.shared.inner.lock().await;
+        g.set_purged(&self.shared.paths, log_id)
+            .map_err(write_err)?;
+        let deleted = g.log.purge_through_index(log_id.index).map_err(write_err)?;
+        tracing::debug!(
+            group = self.shared.group,
+            node = self.shared.node,
+            index = log_id.index,
+            deleted,
+            "purged log"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::storage::RaftLogStorage;
+
+    #[tokio::test]
+    async fn vote_and_purge_point_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vote = Vote::new_committed(7, 3);
+        {
+            let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("open");
+            let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
+            store.save_vote(&vote).await.expect("save vote");
+            store.purge(log_id(2, 5)).await.expect("purge");
+        }
+        let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("reopen");
+        let mut store = LogStore::<crate::PartitionTypes>::new(shared, 1 << 20);
+        assert_eq!(store.read_vote().await.expect("read vote"), Some(vote));
+        let st = store.get_log_state().await.expect("log state");
+        assert_eq!(st.last_purged_log_id, Some(log_id(2, 5)));
+        assert_eq!(st.last_log_id, Some(log_id(2, 5)));
+    }
+}

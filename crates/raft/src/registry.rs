@@ -1,0 +1,213 @@
+//! The node's Raft groups: created, looked up and shut down here; the transport routes requests
+//! through it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use openraft::Raft;
+use skein_storage::LogConfig;
+
+use crate::config::RaftConfig;
+use crate::error::{Error, Result};
+use crate::group::Group;
+use crate::metadata::MetadataGroup;
+use crate::partition::PartitionGroup;
+use crate::transport::PeerPool;
+use crate::types::{GroupId, MetaTypes, NodeId, PartitionTypes};
+
+/// Where the transport delivers a request.
+pub(crate) enum Route {
+    Partition(Raft<PartitionTypes>),
+    Metadata(Raft<MetaTypes>),
+}
+
+/// The Raft groups of one node and the connections they share.
+#[derive(Debug)]
+pub struct Registry {
+    node: NodeId,
+    config: RaftConfig,
+    pool: PeerPool,
+    partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup>>>,
+    metadata: RwLock<Option<Arc<MetadataGroup>>>,
+}
+
+impl Registry {
+    /// A registry for node `node`.
+    pub fn new(node: NodeId, config: RaftConfig) -> Result<Arc<Self>> {
+        config.validate()?;
+        Ok(Arc::new(Registry {
+            node,
+            pool: PeerPool::new(node, config.clone()),
+            config,
+            partitions: RwLock::new(HashMap::new()),
+            metadata: RwLock::new(None),
+        }))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    /// The configuration every group uses.
+    pub fn config(&self) -> &RaftConfig {
+        &self.config
+    }
+
+    /// The shared peer connections.
+    pub fn peers(&self) -> &PeerPool {
+        &self.pool
+    }
+
+    fn exists(&self, group: GroupId) -> bool {
+        self.partitions
+            .read()
+            .expect("invariant: registry lock is never poisoned")
+            .contains_key(&group)
+            || self
+                .metadata
+                .read()
+                .expect("invariant: registry lock is never poisoned")
+                .as_ref()
+                .is_some_and(|m| m.id() == group)
+    }
+
+    /// Opens (or creates) the replica of partition group `group` in `dir` and starts it.
+    pub async fn create_partition(
+        &self,
+        group: GroupId,
+        dir: &Path,
+        log_config: LogConfig,
+    ) -> Result<Arc<PartitionGroup>> {
+        if self.exists(group) {
+            return Err(Error::GroupExists(group));
+        }
+        let g = Group::open(
+            group,
+            self.node,
+            dir,
+            log_config,
+            &self.config,
+            self.pool.clone(),
+        )
+        .await?;
+        let g = Arc::new(PartitionGroup::new(g));
+        let raced = {
+            let mut parts = self
+                .partitions
+                .write()
+                .expect("invariant: registry lock is never poisoned");
+            match parts.entry(group) {
+                std::collections::hash_map::Entry::Occupied(_) => true,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(g.clone());
+                    false
+                }
+            }
+        };
+        if raced {
+            g.shutdown().await?;
+            return Err(Error::GroupExists(group));
+        }
+        Ok(g)
+    }
+
+    /// The partition group `group`, if this node has a replica of it.
+    pub fn partition(&self, group: GroupId) -> Option<Arc<PartitionGroup>> {
+        self.partitions
+            .read()
+            .expect("invariant: registry lock is never poisoned")
+            .get(&group)
+            .cloned()
+    }
+
+    /// Stops partition group `group` and forgets it (its files stay).
+    pub async fn remove_partition(&self, group: GroupId) -> Result<()> {
+        let g = self
+            .partitions
+            .write()
+            .expect("invariant: registry lock is never poisoned")
+            .remove(&group)
+            .ok_or(Error::GroupNotFound(group))?;
+        g.shutdown().await
+    }
+
+    /// Opens (or creates) the metadata group's replica in `dir` and starts it.
+    pub async fn create_metadata(
+        &self,
+        group: GroupId,
+        dir: &Path,
+        log_config: LogConfig,
+    ) -> Result<Arc<MetadataGroup>> {
+        if self.exists(group) {
+            return Err(Error::GroupExists(group));
+        }
+        let g = Group::open(
+            group,
+            self.node,
+            dir,
+            log_config,
+            &self.config,
+            self.pool.clone(),
+        )
+        .await?;
+        let g = Arc::new(MetadataGroup::new(g));
+        let previous = self
+            .metadata
+            .write()
+            .expect("invariant: registry lock is never poisoned")
+            .replace(g.clone());
+        if let Some(p) = previous {
+            p.shutdown().await?;
+        }
+        Ok(g)
+    }
+
+    /// The metadata group, if this node has a replica of it.
+    pub fn metadata(&self) -> Option<Arc<MetadataGroup>> {
+        self.metadata
+            .read()
+            .expect("invariant: registry lock is never poisoned")
+            .clone()
+    }
+
+    pub(crate) fn route(&self, group: GroupId) -> Option<Route> {
+        if let Some(m) = self.metadata() {
+            if m.id() == group {
+                return Some(Route::Metadata(m.raft().clone()));
+            }
+        }
+        self.partition(group)
+            .map(|p| Route::Partition(p.raft().clone()))
+    }
+
+    /// Stops every group (the metadata group last).
+    pub async fn shutdown(&self) -> Result<()> {
+        let parts: Vec<_> = self
+            .partitions
+            .write()
+            .expect("invariant: registry lock is never poisoned")
+            .drain()
+            .map(|(_, g)| g)
+            .collect();
+        let mut first_err = None;
+        for g in parts {
+            if let Err(e) = g.shutdown().await {
+                tracing::error!(node = self.node, group = g.id(), error = %e, "shut down raft group");
+                first_err.get_or_insert(e);
+            }
+        }
+        let meta = self
+            .metadata
+            .write()
+            .expect("invariant: registry lock is never poisoned")
+            .take();
+        if let Some(m) = meta {
+            if let Err(e) = m.shutdown().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}

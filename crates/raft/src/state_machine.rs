@@ -1,0 +1,320 @@
+//! The state machine shared by every group kind: last applied log id, membership, the record
+//! offset after the last applied entry, and an application part ([`Applier`]) that is the
+//! partition's producer table or the cluster metadata.
+//!
+//! The state lives in memory and is persisted as snapshots: a snapshot file (written atomically)
+//! holds the snapshot meta and the encoded state. On open the latest snapshot is loaded and
+//! openraft re-applies the committed entries after it. Installing a snapshot whose last entry the
+//! local log does not hold repositions the log ([`PartitionLog::reset`]) at the snapshot's next
+//! offset and index, so the entries replicated after it get the same offsets as on the leader.
+//!
+//! [`PartitionLog::reset`]: skein_storage::PartitionLog::reset
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageError, StorageIOError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::log_store::{read_meta, write_meta, LogInner, LogShared};
+use crate::types::{
+    decode, encode, LogId, NodeId, RecordBatch, SkeinTypes, SnapshotMeta, StoredMembership,
+};
+
+type StoreError = StorageError<NodeId>;
+
+/// The application part of a group's state machine.
+pub trait Applier<C: SkeinTypes>: Clone + Debug + Default + Send + Sync + 'static {
+    /// Applies a committed data batch, read back from the log (base offset, term and index are
+    /// stamped). Must be deterministic: every replica applies the same batches in the same order.
+    fn apply(&mut self, log_id: &LogId, batch: &RecordBatch) -> C::R;
+
+    /// The response to a blank or membership entry.
+    fn control_response(&self) -> C::R;
+
+    /// Encodes the state for a snapshot (compactly; no JSON).
+    fn encode(&self) -> Vec<u8>;
+
+    /// Decodes a state written by [`Applier::encode`].
+    fn decode(bytes: &[u8]) -> Result<Self>;
+}
+
+/// A group's applied state.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedState<A> {
+    /// The last applied log id.
+    pub last_applied: Option<LogId>,
+    /// The last applied membership.
+    pub membership: StoredMembership,
+    /// The record offset after the last applied entry: for a partition, its high watermark.
+    pub next_offset: u64,
+    /// The application state.
+    pub app: A,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    next_offset: u64,
+    log_start_offset: u64,
+    app: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SnapshotFile {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) data: Vec<u8>,
+}
+
+/// Repositions the log for a snapshot whose last entry is `last` with next record offset
+/// `next_offset`: unless the log holds that very entry, it is discarded and restarted empty right
+/// after it. Returns whether the log was reset.
+pub(crate) fn reposition_log(
+    inner: &mut LogInner,
+    shared: &LogShared,
+    last: LogId,
+    next_offset: u64,
+) -> Result<bool> {
+    let log = &inner.log;
+    let holds = last.index >= log.first_index()
+        && last.index < log.next_index()
+        && log.entry(last.index)?.header().raft_term == last.leader_id.term;
+    if holds {
+        return Ok(false);
+    }
+    tracing::info!(
+        group = shared.group,
+        node = shared.node,
+        index = last.index + 1,
+        offset = next_offset,
+        "reset log after snapshot"
+    );
+    inner.set_purged(&shared.paths, last)?;
+    inner.log.reset(next_offset, last.index + 1)?;
+    Ok(true)
+}
+
+/// Loads the group's snapshot, if any, and repositions the log for it (see [`reposition_log`]).
+pub(crate) fn load_snapshot<C: SkeinTypes, A: Applier<C>>(
+    shared: &LogShared,
+    inner: &mut LogInner,
+) -> Result<(AppliedState<A>, Option<SnapshotFile>)> {
+    let Some(file) = read_meta::<SnapshotFile>(&shared.paths.snapshot, "snapshot file")? else {
+        return Ok((AppliedState::default(), None));
+    };
+    let body: SnapshotBody = decode("snapshot", &file.data)?;
+    let state = AppliedState {
+        last_applied: file.meta.last_log_id,
+        membership: file.meta.last_membership.clone(),
+        next_offset: body.next_offset,
+        app: A::decode(&body.app)?,
+    };
+    if let Some(last) = file.meta.last_log_id {
+        reposition_log(inner, shared, last, body.next_offset)?;
+    }
+    Ok((state, Some(file)))
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StoreError {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+fn snap_err(e: impl std::error::Error + 'static) -> StoreError {
+    StorageIOError::write_snapshot(None, AnyError::new(&e)).into()
+}
+
+/// Openraft's state machine for one group.
+#[derive(Debug)]
+pub struct StateMachine<C: SkeinTypes, A: Applier<C>> {
+    shared: Arc<LogShared>,
+    state: Arc<RwLock<AppliedState<A>>>,
+    current: Arc<tokio::sync::Mutex<Option<SnapshotFile>>>,
+    _types: std::marker::PhantomData<C>,
+}
+
+impl<C: SkeinTypes, A: Applier<C>> StateMachine<C, A> {
+    pub(crate) fn new(
+        shared: Arc<LogShared>,
+        state: Arc<RwLock<AppliedState<A>>>,
+        current: Option<SnapshotFile>,
+    ) -> Self {
+        StateMachine {
+            shared,
+            state,
+            current: Arc::new(tokio::sync::Mutex::new(current)),
+            _types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotFile({}, {} bytes)", self.meta, self.data.len())
+    }
+}
+
+/// Builds snapshots from a copy of the applied state.
+#[derive(Debug)]
+pub struct SnapshotBuilder<C: SkeinTypes, A: Applier<C>> {
+    shared: Arc<LogShared>,
+    state: AppliedState<A>,
+    current: Arc<tokio::sync::Mutex<Option<SnapshotFile>>>,
+    _types: std::marker::PhantomData<C>,
+}
+
+impl<C: SkeinTypes, A: Applier<C>> RaftSnapshotBuilder<C> for SnapshotBuilder<C, A> {
+    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot<C>, StoreError> {
+        let log_start_offset = self.shared.inner.lock().await.log.log_start_offset();
+        let body = SnapshotBody {
+            next_offset: self.state.next_offset,
+            log_start_offset,
+            app: self.state.app.encode(),
+        };
+        let data = encode(&body);
+        let snapshot_id = match self.state.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, data.len()),
+            None => format!("none-{}", data.len()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.state.last_applied,
+            last_membership: self.state.membership.clone(),
+            snapshot_id,
+        };
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        write_meta(&self.shared.paths.snapshot, &file).map_err(snap_err)?;
+        tracing::debug!(
+            group = self.shared.group,
+            node = self.shared.node,
+            snapshot = %meta,
+            "built snapshot"
+        );
+        *self.current.lock().await = Some(file);
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl<C: SkeinTypes, A: Applier<C>> RaftStateMachine<C> for StateMachine<C, A>
+where
+    C::R: Default,
+{
+    type SnapshotBuilder = SnapshotBuilder<C, A>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> std::result::Result<(Option<LogId>, StoredMembership), StoreError> {
+        let s = self
+            .state
+            .read()
+            .expect("invariant: state-machine lock is never poisoned");
+        Ok((s.last_applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<C::R>, StoreError>
+    where
+        I: IntoIterator<Item = openraft::Entry<C>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut s = self
+            .state
+            .write()
+            .expect("invariant: state-machine lock is never poisoned");
+        let mut out = Vec::new();
+        for e in entries {
+            s.last_applied = Some(e.log_id);
+            let r = match &e.payload {
+                EntryPayload::Blank => s.app.control_response(),
+                EntryPayload::Normal(batch) => {
+                    if let Ok(h) = skein_storage::batch::BatchHeader::parse(&batch.0) {
+                        s.next_offset = h.next_offset();
+                    }
+                    s.app.apply(&e.log_id, batch)
+                }
+                EntryPayload::Membership(m) => {
+                    s.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    s.app.control_response()
+                }
+            };
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let state = self
+            .state
+            .read()
+            .expect("invariant: state-machine lock is never poisoned")
+            .clone();
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            state,
+            current: self.current.clone(),
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> std::result::Result<Box<Cursor<Vec<u8>>>, StoreError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> std::result::Result<(), StoreError> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = decode("snapshot", &data).map_err(sm_err)?;
+        let app = A::decode(&body.app).map_err(sm_err)?;
+        let file = SnapshotFile {
+            meta: meta.clone(),
+            data,
+        };
+        write_meta(&self.shared.paths.snapshot, &file).map_err(snap_err)?;
+        if let Some(last) = meta.last_log_id {
+            let mut g = self.shared.inner.lock().await;
+            reposition_log(&mut g, &self.shared, last, body.next_offset).map_err(sm_err)?;
+        }
+        self.shared.reset.notify_waiters();
+        {
+            let mut s = self
+                .state
+                .write()
+                .expect("invariant: state-machine lock is never poisoned");
+            *s = AppliedState {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                next_offset: body.next_offset,
+                app,
+            };
+        }
+        tracing::info!(
+            group = self.shared.group,
+            node = self.shared.node,
+            snapshot = %meta,
+            "installed snapshot"
+        );
+        *self.current.lock().await = Some(file);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> std::result::Result<Option<Snapshot<C>>, StoreError> {
+        Ok(self.current.lock().await.as_ref().map(|f| Snapshot {
+            meta: f.meta.clone(),
+            snapshot: Box::new(Cursor::new(f.data.clone())),
+        }))
+    }
+}

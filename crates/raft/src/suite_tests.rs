@@ -1,0 +1,36 @@
+//! openraft's storage test suite against [`LogStore`] and [`StateMachine`].
+
+use std::sync::{Arc, RwLock};
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+use skein_storage::LogConfig;
+
+use crate::log_store::{LogShared, LogStore};
+use crate::partition::ProducerTable;
+use crate::state_machine::{load_snapshot, StateMachine};
+use crate::types::{NodeId, PartitionTypes};
+
+struct Builder;
+
+type Ls = LogStore<PartitionTypes>;
+type Sm = StateMachine<PartitionTypes, ProducerTable>;
+
+impl StoreBuilder<PartitionTypes, Ls, Sm, tempfile::TempDir> for Builder {
+    async fn build(&self) -> Result<(tempfile::TempDir, Ls, Sm), StorageError<NodeId>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = LogShared::open(1, 0, dir.path(), LogConfig::default()).expect("open log");
+        let (state, snap) = {
+            let mut g = shared.inner.lock().await;
+            load_snapshot(&shared, &mut g).expect("load snapshot")
+        };
+        let ls = LogStore::new_for_suite(shared.clone(), 1 << 20);
+        let sm = StateMachine::new(shared, Arc::new(RwLock::new(state)), snap);
+        Ok((dir, ls, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() {
+    Suite::test_all(Builder).expect("openraft storage suite passes");
+}

@@ -1,0 +1,379 @@
+//! Three replicas of one partition in one process over real gRPC on loopback.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use skein_raft::storage::Retention;
+use skein_raft::{Error, MetaCommand, MetaOutcome, RaftConfig, Registry, METADATA_GROUP_ID};
+use tokio::task::JoinSet;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Produces `count` batches through the leader with `parallel` concurrent writers; returns
+/// (batch number, base offset, record count) of every acknowledged batch.
+async fn produce_many(
+    node: &TestNode,
+    first: u64,
+    count: u64,
+    parallel: u64,
+) -> Vec<(u64, u64, u32)> {
+    let p = node.partition();
+    let mut set = JoinSet::new();
+    for w in 0..parallel {
+        let p = p.clone();
+        set.spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = first + w;
+            while n < first + count {
+                let r = p.produce(data_batch(n, 4, 100)).await.expect("produce");
+                acked.push((n, r.base_offset, r.record_count));
+                n += parallel;
+            }
+            acked
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.expect("writer task"));
+    }
+    all
+}
+
+fn assert_dense(acked: &[(u64, u64, u32)]) {
+    let mut by_offset: Vec<_> = acked.iter().map(|(_, o, c)| (*o, *c)).collect();
+    by_offset.sort_unstable();
+    for w in by_offset.windows(2) {
+        assert_eq!(
+            w[0].0 + u64::from(w[0].1),
+            w[1].0,
+            "offsets are dense and increasing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_elect_and_replicate_identical_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), log_config()).await;
+    let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+
+    let started = Instant::now();
+    let acked = produce_many(&nodes[l], 0, 3000, 32).await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "replicated 3000 batches of 4 records in {elapsed:?} ({:.0} batches/s, debug build)",
+        3000.0 / elapsed.as_secs_f64()
+    );
+    assert_eq!(acked.len(), 3000);
+    assert_dense(&acked);
+
+    let last = nodes[l]
+        .partition()
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .expect("applied")
+        .index;
+    for n in &nodes {
+        applied(n, last, WAIT).await;
+    }
+    let reference = log_summary(&nodes[l]).await;
+    assert!(reference.len() > 3000);
+    for n in &nodes {
+        assert_eq!(log_summary(n).await, reference, "node {} log differs", n.id);
+        assert_eq!(
+            n.partition().high_watermark(),
+            nodes[l].partition().high_watermark()
+        );
+    }
+    assert_eq!(nodes[l].partition().high_watermark(), 3000 * 4);
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_stop_elects_new_leader_loses_nothing_and_restarted_replica_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), log_config()).await;
+    let old = leader(&nodes, &[0, 1, 2], WAIT).await;
+    let mut acked = produce_many(&nodes[old], 0, 200, 8).await;
+
+    let crc_before: BTreeMap<u64, u32> = log_summary(&nodes[old])
+        .await
+        .into_iter()
+        .filter(|e| e.5 == 0)
+        .map(|e| (e.3, e.2))
+        .collect();
+
+    nodes[old].stop().await;
+    let stopped_at = Instant::now();
+    let running: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let new = leader(&nodes, &running, WAIT).await;
+    let took = stopped_at.elapsed();
+    let bound = Duration::from_millis(config().election_timeout_max_ms * 2);
+    assert_ne!(new, old);
+    assert!(
+        took <= bound + Duration::from_millis(300),
+        "new leader after {took:?}, bound {bound:?}"
+    );
+
+    // Writes continue; nothing acknowledged is lost.
+    acked.extend(produce_many(&nodes[new], 200, 200, 8).await);
+    assert_dense(&acked);
+    let after: BTreeMap<u64, u32> = log_summary(&nodes[new])
+        .await
+        .into_iter()
+        .filter(|e| e.5 == 0)
+        .map(|e| (e.3, e.2))
+        .collect();
+    for (n, offset, _) in &acked {
+        assert!(
+            after.contains_key(offset),
+            "acked batch {n} at {offset} lost"
+        );
+    }
+    for (o, crc) in &crc_before {
+        assert_eq!(after.get(o), Some(crc), "batch at offset {o} changed");
+    }
+
+    // The stopped replica restarts from its directory and catches up.
+    nodes[old].restart(log_config()).await;
+    let last = nodes[new]
+        .partition()
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .expect("applied")
+        .index;
+    applied(&nodes[old], last, WAIT).await;
+    let reference = log_summary(&nodes[new]).await;
+    let restarted = log_summary(&nodes[old]).await;
+    assert_eq!(&restarted[..reference.len()], &reference[..]);
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_behind_the_retained_log_catches_up_through_a_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = log_config();
+    log.retention = Retention {
+        time: None,
+        bytes: Some(128 << 10),
+    };
+    let mut nodes = cluster(dir.path(), log.clone()).await;
+    let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+    let lag = (l + 1) % 3;
+    produce_many(&nodes[l], 0, 50, 4).await;
+    let behind = nodes[lag]
+        .partition()
+        .raft()
+        .metrics()
+        .borrow()
+        .last_log_index
+        .expect("has log");
+    nodes[lag].stop().await;
+
+    produce_many(&nodes[l], 50, 1500, 16).await;
+    let purged = nodes[l]
+        .partition()
+        .enforce_retention()
+        .await
+        .expect("retention")
+        .expect("retention deletes a prefix");
+    assert!(
+        purged > behind + 10,
+        "purged through {purged}, follower at {behind}"
+    );
+    let first_retained = nodes[l].partition().with_log(|l| l.first_index()).await;
+    assert!(
+        first_retained > behind,
+        "the leader no longer holds the follower's next entry"
+    );
+
+    nodes[lag].restart(log).await;
+    let last = nodes[l]
+        .partition()
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .expect("applied")
+        .index;
+    applied(&nodes[lag], last, WAIT).await;
+    let m = nodes[lag].partition().raft().metrics().borrow().clone();
+    assert!(
+        m.snapshot.is_some_and(|s| s.index >= purged),
+        "follower installed a snapshot: {:?}",
+        m.snapshot
+    );
+    // Writes after the snapshot replicate normally, with the leader's offsets.
+    produce_many(&nodes[l], 1550, 50, 4).await;
+    let last = nodes[l]
+        .partition()
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .expect("applied")
+        .index;
+    applied(&nodes[lag], last, WAIT).await;
+    let leader_log = log_summary(&nodes[l]).await;
+    let follower_log = log_summary(&nodes[lag]).await;
+    let start = follower_log.first().expect("follower has entries").0;
+    let overlap: Vec<_> = leader_log
+        .iter()
+        .filter(|e| e.0 >= start)
+        .cloned()
+        .collect();
+    assert_eq!(follower_log, overlap);
+    assert_eq!(
+        nodes[lag].partition().high_watermark(),
+        nodes[l].partition().high_watermark()
+    );
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_idempotent_batch_is_not_appended_twice_even_after_leader_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), log_config()).await;
+    let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+    let p = nodes[l].partition();
+    let first = p
+        .produce(idempotent_batch(42, 0, 0, 3))
+        .await
+        .expect("produce");
+    assert!(!first.duplicate);
+    let retry = p
+        .produce(idempotent_batch(42, 0, 0, 3))
+        .await
+        .expect("retry");
+    assert_eq!(
+        (retry.base_offset, retry.duplicate),
+        (first.base_offset, true)
+    );
+    // Concurrent retries of one batch are appended once.
+    let (a, b) = tokio::join!(
+        p.produce(idempotent_batch(42, 0, 3, 2)),
+        p.produce(idempotent_batch(42, 0, 3, 2))
+    );
+    let (a, b) = (a.expect("a"), b.expect("b"));
+    assert_eq!(a.base_offset, b.base_offset);
+    assert!(a.duplicate != b.duplicate);
+    // A gap in the sequence is refused.
+    assert!(matches!(
+        p.produce(idempotent_batch(42, 0, 9, 1)).await,
+        Err(Error::OutOfOrderSequence { expected: 5, .. })
+    ));
+    let second = a.base_offset;
+    drop(p);
+
+    nodes[l].stop().await;
+    let running: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let new = leader(&nodes, &running, WAIT).await;
+    let p = nodes[new].partition();
+    let retry = p
+        .produce(idempotent_batch(42, 0, 3, 2))
+        .await
+        .expect("retry on new leader");
+    assert_eq!((retry.base_offset, retry.duplicate), (second, true));
+    let next = p
+        .produce(idempotent_batch(42, 0, 5, 1))
+        .await
+        .expect("next batch");
+    assert!(!next.duplicate);
+
+    let copies = log_summary(&nodes[new])
+        .await
+        .into_iter()
+        .filter(|e| e.5 == 0)
+        .count();
+    assert_eq!(copies, 3, "each idempotent batch is in the log once");
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_vote_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), log_config()).await;
+    let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+    produce_many(&nodes[l], 0, 10, 2).await;
+    let f = (l + 1) % 3;
+    let vote = nodes[f].partition().raft().metrics().borrow().vote;
+    assert!(vote.leader_id().get_term() >= 1);
+    nodes[f].stop().await;
+    // Keep the rest of the cluster quiet so nothing but the disk can restore the vote.
+    for i in (0..3).filter(|&i| i != f) {
+        nodes[i].stop().await;
+    }
+    nodes[f].restart(log_config()).await;
+    let loaded = nodes[f]
+        .partition()
+        .raft()
+        .with_raft_state(|st| *st.vote_ref())
+        .await
+        .expect("raft running");
+    assert!(
+        loaded.leader_id().get_term() >= vote.leader_id().get_term(),
+        "vote {loaded:?} after restart regressed from {vote:?}"
+    );
+    nodes[f].stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_group_replicates_and_snapshots() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let node = TestNode::start(1, &dir.path().join("n"), listener, log_config()).await;
+    let meta = node
+        .registry
+        .create_metadata(METADATA_GROUP_ID, &dir.path().join("meta"), log_config())
+        .await
+        .expect("metadata group");
+    let members = BTreeMap::from([(1, skein_raft::openraft::BasicNode::new(addr.to_string()))]);
+    meta.initialize(members).await.expect("initialize");
+    meta.raft()
+        .wait(Some(WAIT))
+        .metrics(|m| m.state.is_leader(), "leads")
+        .await
+        .expect("leader");
+    let r = meta
+        .propose(&MetaCommand::CreateTopic {
+            name: "orders".into(),
+            replicas: vec![vec![1], vec![1]],
+            configs: BTreeMap::new(),
+        })
+        .await
+        .expect("create topic");
+    assert_eq!(r, MetaOutcome::TopicCreated { groups: vec![1, 2] });
+    let applied = meta
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .expect("applied")
+        .index;
+    meta.purge_through(applied)
+        .await
+        .expect("snapshot and purge");
+    assert_eq!(meta.metadata().topics["orders"].partitions.len(), 2);
+    let _ = Registry::new(9, RaftConfig::default()).expect("registry");
+    let mut node = node;
+    node.stop().await;
+}
