@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+pub mod process;
+
 /// One running node.
 #[derive(Debug)]
 pub struct TestNode {

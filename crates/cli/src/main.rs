@@ -1,28 +1,35 @@
-//! `skein`: the command-line tool for Skein clusters.
-//!
-//! The verbs (`topic`, `produce`, `consume`, `group`, `cluster`) arrive with the broker issue;
-//! until then the command only says so, with a non-zero exit status.
+//! `skein`: the command-line tool for Skein clusters. See `skein --help`.
+
+use std::process::ExitCode;
 
 use clap::Parser;
+use skein_cli::args::Cli;
 
-/// The Skein command-line tool.
-#[derive(Debug, Parser)]
-#[command(name = "skein", version, about)]
-struct Args {
-    /// Brokers to contact, `HOST:PORT[,HOST:PORT..]`.
-    #[arg(
-        long,
-        env = "SKEIN_BROKERS",
-        default_value = "127.0.0.1:9650",
-        global = true
-    )]
-    brokers: String,
-}
-
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    anyhow::bail!(
-        "this build of skein has no client verbs yet (brokers: {}); use `skein-node debug` to inspect logs offline",
-        args.brokers
-    )
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKEIN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(skein_cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

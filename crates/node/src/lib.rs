@@ -8,9 +8,11 @@
 //! - [`http`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`topics`]: topic names and per-topic settings; [`placement`]: replica placement;
 //! - [`error`]: the broker's error type and its one mapping to gRPC statuses;
-//! - [`debug`]: the offline inspector (`skein-node debug ...`).
+//! - [`debug`]: the offline inspector (`skein-node debug ...`);
+//! - [`cli`]: the `skein-node` command line (the binary is a thin shell over it).
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod debug;
 pub mod error;

@@ -373,11 +373,7 @@ async fn run_flusher<C: SkeinTypes>(
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let s = shared.clone();
-        let result = tokio::task::spawn_blocking(move || s.inner.blocking_lock().log.flush())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let result = flush_unlocked(&shared).await;
         if let Err(e) = &result {
             tracing::error!(
                 group = shared.group,
@@ -394,6 +390,32 @@ async fn run_flusher<C: SkeinTypes>(
             );
         }
     }
+}
+
+/// Makes every entry appended so far durable without holding the log's lock during the fsync,
+/// so that appends and reads go on meanwhile (the lock is taken only to begin and to complete
+/// the flush). With the `Never` flush policy nothing is fsynced (durability is then the OS's).
+async fn flush_unlocked(shared: &Arc<LogShared>) -> std::result::Result<(), String> {
+    let ticket = {
+        let mut g = shared.inner.lock().await;
+        if g.log.config().flush == skein_storage::FlushPolicy::Never {
+            return Ok(());
+        }
+        g.log.begin_flush().map_err(|e| e.to_string())?
+    };
+    let Some(ticket) = ticket else {
+        return Ok(());
+    };
+    let (ticket, outcome) = tokio::task::spawn_blocking(move || {
+        let r = ticket.sync();
+        (ticket, r)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut g = shared.inner.lock().await;
+    g.log
+        .complete_flush(ticket, outcome)
+        .map_err(|e| e.to_string())
 }
 
 /// Encodes an entry as the batch the log stores for it.

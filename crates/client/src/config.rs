@@ -1,0 +1,357 @@
+//! Configuration of the client, the producer and the consumer, with defaults and `validate()`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{ClientError, Result};
+
+/// The default broker address: a single local node started with `skein-node` and no arguments.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9650";
+
+/// How to reach the cluster, and how patiently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Bootstrap brokers, `HOST:PORT` each. Any one of them is enough: the rest of the cluster
+    /// is learned from metadata.
+    pub brokers: Vec<String>,
+    /// Limit on one request, not counting a fetch's long-poll wait.
+    pub request_timeout: Duration,
+    /// Limit on establishing a TCP + HTTP/2 connection to one broker.
+    pub connect_timeout: Duration,
+    /// First wait before retrying a retryable error; doubled on each further attempt.
+    pub retry_backoff_min: Duration,
+    /// Longest wait between two attempts.
+    pub retry_backoff_max: Duration,
+    /// Retries after the first attempt of a request (0 = no retries).
+    pub max_retries: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            brokers: vec![DEFAULT_BROKERS.to_string()],
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            retry_backoff_min: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(2),
+            max_retries: 10,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Defaults with the given bootstrap brokers, `HOST:PORT[,HOST:PORT..]`.
+    pub fn new(brokers: &str) -> Self {
+        ClientConfig {
+            brokers: parse_broker_list(brokers),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// Checks every field; the error names the field and what to do.
+    pub fn validate(&self) -> Result<()> {
+        if self.brokers.is_empty() {
+            return Err(invalid(
+                "brokers",
+                "is empty; give at least one HOST:PORT (default 127.0.0.1:9650)",
+            ));
+        }
+        for b in &self.brokers {
+            validate_host_port(b).map_err(|reason| invalid("brokers", reason))?;
+        }
+        if self.request_timeout.is_zero() {
+            return Err(invalid("request_timeout", "must be greater than zero"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(invalid("connect_timeout", "must be greater than zero"));
+        }
+        if self.retry_backoff_min.is_zero() {
+            return Err(invalid("retry_backoff_min", "must be greater than zero"));
+        }
+        if self.retry_backoff_min > self.retry_backoff_max {
+            return Err(invalid(
+                "retry_backoff_min",
+                format!(
+                    "({:?}) must not exceed retry_backoff_max ({:?})",
+                    self.retry_backoff_min, self.retry_backoff_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Splits `a:1, b:2,,c:3` into `["a:1", "b:2", "c:3"]`.
+pub fn parse_broker_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn validate_host_port(s: &str) -> std::result::Result<(), String> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "entry `{s}` is not HOST:PORT (e.g. 127.0.0.1:9650)"
+        ));
+    };
+    if host.is_empty() || host.contains("://") || s.contains('/') {
+        return Err(format!(
+            "entry `{s}` is not HOST:PORT (e.g. 127.0.0.1:9650; no scheme)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(()),
+        _ => Err(format!("entry `{s}` has an invalid port `{port}`")),
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ClientError {
+    ClientError::InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// When the broker acknowledges a produce request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Once appended by the partition leader (not yet replicated: may be lost on failover).
+    Leader,
+    /// Once committed by the partition's Raft majority (fsynced on a majority). The default.
+    #[default]
+    All,
+}
+
+impl FromStr for Acks {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "leader" | "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            other => Err(format!("unknown acks `{other}`: use `leader` or `all`")),
+        }
+    }
+}
+
+impl fmt::Display for Acks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Acks::Leader => "leader",
+            Acks::All => "all",
+        })
+    }
+}
+
+/// Compression codec of the batches a producer sends (the broker stores them as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// LZ4 frame format.
+    Lz4,
+    /// Zstandard (fastest level).
+    Zstd,
+}
+
+impl FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(format!(
+                "unknown compression `{other}`: use `none`, `lz4` or `zstd`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        })
+    }
+}
+
+/// How a [`crate::Producer`] batches, compresses and acknowledges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// When the broker acknowledges.
+    pub acks: Acks,
+    /// Codec applied to each batch's records.
+    pub compression: Compression,
+    /// How long a batch may wait for more records before it is sent. Zero sends as soon as the
+    /// previous request for the partition has completed.
+    pub linger: Duration,
+    /// A batch is closed once it reaches this size; a record larger than this alone gets a
+    /// batch of its own.
+    pub batch_bytes_max: usize,
+    /// Limit on the bytes of records buffered and in flight; `send` waits for space
+    /// (backpressure) once it is reached.
+    pub buffer_bytes_max: usize,
+    /// Limit on the batch bytes of one produce request to one broker.
+    pub request_bytes_max: usize,
+    /// Idempotence: the producer gets a producer id and stamps sequence numbers, so retries
+    /// never write a record twice. On by default.
+    pub idempotence: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::All,
+            compression: Compression::None,
+            linger: Duration::from_millis(5),
+            batch_bytes_max: 64 * 1024,
+            buffer_bytes_max: 32 * 1024 * 1024,
+            request_bytes_max: 4 * 1024 * 1024,
+            idempotence: true,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_bytes_max < 128 {
+            return Err(invalid("batch_bytes_max", "must be at least 128 bytes"));
+        }
+        if self.buffer_bytes_max < self.batch_bytes_max {
+            return Err(invalid(
+                "buffer_bytes_max",
+                "must be at least batch_bytes_max",
+            ));
+        }
+        if self.request_bytes_max < self.batch_bytes_max {
+            return Err(invalid(
+                "request_bytes_max",
+                "must be at least batch_bytes_max",
+            ));
+        }
+        // The semaphore that bounds the buffer counts permits in u32.
+        if self.buffer_bytes_max > u32::MAX as usize / 2 {
+            return Err(invalid("buffer_bytes_max", "must be below 2 GiB"));
+        }
+        if self.linger > Duration::from_secs(60) {
+            return Err(invalid("linger", "must be at most 60 s"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a consumer starts in a partition it has no position for, or whose position fell out
+/// of the log (retention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: only records produced from now on. The default (like Kafka).
+    #[default]
+    Latest,
+    /// Report [`ClientError::OffsetOutOfRange`] to the caller.
+    Error,
+}
+
+/// How a [`crate::Consumer`] fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// Long-poll: how long the broker may wait for `fetch_min_bytes` before answering.
+    pub fetch_wait_max: Duration,
+    /// The broker answers as soon as this many bytes are available.
+    pub fetch_min_bytes: u32,
+    /// Limit on one fetch response from one broker.
+    pub fetch_bytes_max: u32,
+    /// Limit per partition in one fetch (at least one batch is returned anyway).
+    pub partition_fetch_bytes_max: u32,
+    /// Start position for partitions without one.
+    pub offset_reset: OffsetReset,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            fetch_wait_max: Duration::from_millis(500),
+            fetch_min_bytes: 1,
+            fetch_bytes_max: 16 * 1024 * 1024,
+            partition_fetch_bytes_max: 1024 * 1024,
+            offset_reset: OffsetReset::Latest,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.fetch_wait_max > Duration::from_secs(60) {
+            return Err(invalid("fetch_wait_max", "must be at most 60 s"));
+        }
+        if self.fetch_bytes_max == 0 || self.partition_fetch_bytes_max == 0 {
+            return Err(invalid(
+                "fetch_bytes_max",
+                "fetch limits must be greater than zero",
+            ));
+        }
+        if self.partition_fetch_bytes_max > self.fetch_bytes_max {
+            return Err(invalid(
+                "partition_fetch_bytes_max",
+                "must not exceed fetch_bytes_max",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ClientConfig::default().validate().expect("valid");
+        ProducerConfig::default().validate().expect("valid");
+        ConsumerConfig::default().validate().expect("valid");
+        assert_eq!(ClientConfig::default().brokers, vec!["127.0.0.1:9650"]);
+    }
+
+    #[test]
+    fn broker_lists_are_parsed_and_checked() {
+        assert_eq!(
+            ClientConfig::new(" a:1, b:2,,").brokers,
+            vec!["a:1".to_string(), "b:2".to_string()]
+        );
+        for bad in ["", "nohost", "http://a:1", "a:port", "a:0", ":9650"] {
+            let e = ClientConfig::new(bad).validate().expect_err(bad);
+            assert!(e.to_string().contains("brokers"), "{bad}: {e}");
+        }
+        ClientConfig::new("[::1]:9650").validate().expect("ipv6 ok");
+    }
+
+    #[test]
+    fn backoff_bounds_are_checked() {
+        let c = ClientConfig {
+            retry_backoff_min: Duration::from_secs(5),
+            retry_backoff_max: Duration::from_secs(1),
+            ..ClientConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn enums_parse_from_cli_words() {
+        assert_eq!("all".parse::<Acks>(), Ok(Acks::All));
+        assert_eq!("LEADER".parse::<Acks>(), Ok(Acks::Leader));
+        assert!("two".parse::<Acks>().is_err());
+        assert_eq!("zstd".parse::<Compression>(), Ok(Compression::Zstd));
+        assert_eq!("lz4".parse::<Compression>(), Ok(Compression::Lz4));
+        assert!("gzip".parse::<Compression>().is_err());
+        assert_eq!(Compression::Lz4.to_string(), "lz4");
+    }
+}

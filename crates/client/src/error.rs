@@ -1,0 +1,548 @@
+//! The client's one error type, and the only place where gRPC statuses and per-partition
+//! protocol errors become [`ClientError`]s.
+
+use std::time::Duration;
+
+use skein_proto::v1 as pb;
+pub use skein_proto::v1::ErrorCode;
+
+/// Result alias for the client.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// Metadata key carrying the stable [`ErrorCode`] number (ASCII) on a failed call.
+pub const ERROR_CODE_KEY: &str = "skein-error-code";
+/// Metadata key carrying the leader's node id on a NOT_LEADER failure.
+pub const LEADER_ID_KEY: &str = "skein-leader-id";
+/// Metadata key carrying the leader's advertised client address on a NOT_LEADER failure.
+pub const LEADER_ADDR_KEY: &str = "skein-leader-addr";
+
+/// Where the leader of a partition is, as named by a broker that is not the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    /// Node id of the leader.
+    pub node_id: u64,
+    /// Advertised client address of the leader, `HOST:PORT` (empty when unknown).
+    pub client_addr: String,
+}
+
+/// Everything that can go wrong in the client.
+///
+/// Variants that come from the broker carry its stable [`ErrorCode`] (see [`ClientError::code`]);
+/// [`ClientError::is_retryable`] says whether trying again (after a metadata refresh) can help.
+/// The client already retries retryable errors up to [`crate::ClientConfig::max_retries`] times,
+/// so a retryable error seen by the caller means those retries were used up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// A configuration value is out of range.
+    #[error("invalid client configuration: {field} {reason}")]
+    InvalidConfig {
+        /// The setting, as named in the config struct.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No broker in the bootstrap list (or known from metadata) answered.
+    #[error(
+        "cannot reach any broker at {brokers}: is skein-node running? start one with \
+         `cargo run --release --bin skein-node`, or point --brokers / SKEIN_BROKERS at a running \
+         node ({detail})"
+    )]
+    NoBrokerReachable {
+        /// The addresses tried, comma-separated.
+        brokers: String,
+        /// The last connection error.
+        detail: String,
+    },
+
+    /// The connection to one broker failed (refused, reset, unreachable). Retryable: the client
+    /// refreshes metadata and tries again.
+    #[error("connection to broker {addr} failed: {detail}")]
+    Transport {
+        /// The broker's address.
+        addr: String,
+        /// What the transport reported.
+        detail: String,
+    },
+
+    /// A call did not complete in time on the client side.
+    #[error("{what} timed out after {after:?}; the cluster may be overloaded or electing leaders, retry or raise the request timeout")]
+    Timeout {
+        /// What timed out.
+        what: String,
+        /// The limit that passed.
+        after: Duration,
+    },
+
+    /// The broker asked is not the leader of the partition. Retryable: the client goes to the
+    /// named leader (or refreshes metadata when none is named).
+    #[error("{what}: broker is not the leader{}", leader_text(.leader))]
+    NotLeader {
+        /// The partition or call concerned.
+        what: String,
+        /// The leader, when the broker knows it.
+        leader: Option<LeaderHint>,
+    },
+
+    /// No leader is known for the partition yet (an election is running). Retryable.
+    #[error("{what}: no leader available yet (an election may be running); retry shortly")]
+    LeaderNotAvailable {
+        /// The partition or call concerned.
+        what: String,
+    },
+
+    /// The topic or partition does not exist.
+    #[error("{what}: unknown topic or partition; list topics with `skein topic list` or create it with `skein topic create`")]
+    UnknownTopicOrPartition {
+        /// The topic or partition named.
+        what: String,
+    },
+
+    /// A topic of that name exists already.
+    #[error("topic {topic} already exists; describe it with `skein topic describe {topic}`")]
+    TopicAlreadyExists {
+        /// The topic.
+        topic: String,
+    },
+
+    /// The offset asked for is outside the partition's log.
+    #[error("{what}: offset out of range ({message}); seek to the beginning or the end instead")]
+    OffsetOutOfRange {
+        /// The partition concerned.
+        what: String,
+        /// The broker's explanation.
+        message: String,
+    },
+
+    /// Any other error the broker reported, with its stable code.
+    #[error("{what}: broker error {}: {message}{}", code.as_str_name(), code_advice(*.code))]
+    Broker {
+        /// The stable code.
+        code: ErrorCode,
+        /// The partition or call concerned.
+        what: String,
+        /// The broker's message.
+        message: String,
+    },
+
+    /// A gRPC failure that carries no Skein error code (e.g. a proxy, or an unimplemented
+    /// method on an older broker).
+    #[error("{what}: gRPC error {code:?}: {message}")]
+    Rpc {
+        /// The partition or call concerned.
+        what: String,
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The status message.
+        message: String,
+    },
+
+    /// The broker answered with something this client cannot decode.
+    #[error("{what}: malformed response from broker: {reason}")]
+    CorruptResponse {
+        /// The partition or call concerned.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A record is larger than anything the producer may buffer.
+    #[error("record of {size} bytes exceeds the producer's limit of {max} bytes; raise buffer_bytes_max or send smaller records")]
+    RecordTooLarge {
+        /// Encoded size of the record.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+
+    /// The producer was closed, or its background task stopped.
+    #[error("the producer is closed; create a new one")]
+    ProducerClosed,
+
+    /// A partition the consumer was asked about is not assigned to it.
+    #[error("{what} is not assigned to this consumer; call assign() first")]
+    NotAssigned {
+        /// The partition.
+        what: String,
+    },
+
+    /// A record batch could not be compressed or decompressed.
+    #[error("{what}: {codec} compression failed: {reason}")]
+    Compression {
+        /// What was being done.
+        what: String,
+        /// The codec.
+        codec: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn leader_text(leader: &Option<LeaderHint>) -> String {
+    match leader {
+        Some(h) if !h.client_addr.is_empty() => {
+            format!(" (leader is node {} at {})", h.node_id, h.client_addr)
+        }
+        Some(h) => format!(" (leader is node {})", h.node_id),
+        None => " (leader unknown)".to_string(),
+    }
+}
+
+fn code_advice(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::None => "",
+        ErrorCode::NotLeader | ErrorCode::LeaderNotAvailable => "; retry shortly",
+        ErrorCode::UnknownTopicOrPartition => "; check the topic name with `skein topic list`",
+        ErrorCode::InvalidTopicName => {
+            "; topic names are 1-249 characters of [A-Za-z0-9._-], not `.` or `..`"
+        }
+        ErrorCode::OffsetOutOfRange => "; seek to the beginning or the end instead",
+        ErrorCode::CorruptBatch => "; the batch failed its CRC check on the way, retry",
+        ErrorCode::BatchTooLarge | ErrorCode::RequestTooLarge => {
+            "; lower the producer's batch_bytes_max or send smaller records"
+        }
+        ErrorCode::InvalidReplicationFactor => {
+            "; the replication factor cannot exceed the number of nodes (see `skein cluster status`)"
+        }
+        ErrorCode::StorageFailed => "; check the broker's disk and logs",
+        ErrorCode::Timeout => "; the cluster may be overloaded or electing leaders, retry",
+        ErrorCode::TopicAlreadyExists => "; choose another name or delete the topic first",
+        ErrorCode::InvalidRequest => "; check the arguments",
+        ErrorCode::InvalidPartitions => "; the partition count must be at least 1",
+        ErrorCode::InvalidConfig => "; see the topic config keys in the documentation",
+        ErrorCode::OutOfOrderSequence => "; the producer restarts its sequence, retry",
+        ErrorCode::ProducerFenced => "; another producer with a newer epoch took over",
+        ErrorCode::Throttled => "; the broker is at its limit, retry later",
+        ErrorCode::NodeNotReady => "; the node is starting or stopping, retry shortly",
+        ErrorCode::Internal => "; check the broker's logs",
+    }
+}
+
+impl ClientError {
+    /// The stable broker error code, for errors that came from a broker.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::NotLeader { .. } => Some(ErrorCode::NotLeader),
+            ClientError::LeaderNotAvailable { .. } => Some(ErrorCode::LeaderNotAvailable),
+            ClientError::UnknownTopicOrPartition { .. } => Some(ErrorCode::UnknownTopicOrPartition),
+            ClientError::TopicAlreadyExists { .. } => Some(ErrorCode::TopicAlreadyExists),
+            ClientError::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
+            ClientError::Broker { code, .. } => Some(*code),
+            ClientError::InvalidConfig { .. }
+            | ClientError::NoBrokerReachable { .. }
+            | ClientError::Transport { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Rpc { .. }
+            | ClientError::CorruptResponse { .. }
+            | ClientError::RecordTooLarge { .. }
+            | ClientError::ProducerClosed
+            | ClientError::NotAssigned { .. }
+            | ClientError::Compression { .. } => None,
+        }
+    }
+
+    /// True when the same request may succeed if tried again (after refreshing metadata).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::NoBrokerReachable { .. }
+            | ClientError::Transport { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::NotLeader { .. }
+            | ClientError::LeaderNotAvailable { .. }
+            // A topic just created may not have reached every node's metadata yet.
+            | ClientError::UnknownTopicOrPartition { .. } => true,
+            ClientError::Broker { code, .. } => code_is_retryable(*code),
+            ClientError::Rpc { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::ResourceExhausted
+            ),
+            ClientError::InvalidConfig { .. }
+            | ClientError::TopicAlreadyExists { .. }
+            | ClientError::OffsetOutOfRange { .. }
+            | ClientError::CorruptResponse { .. }
+            | ClientError::RecordTooLarge { .. }
+            | ClientError::ProducerClosed
+            | ClientError::NotAssigned { .. }
+            | ClientError::Compression { .. } => false,
+        }
+    }
+
+    /// True when cached metadata should be refreshed before the retry: the error says the
+    /// client's picture of leaders or topics is stale, or a broker went away.
+    pub fn needs_metadata_refresh(&self) -> bool {
+        matches!(
+            self,
+            ClientError::NoBrokerReachable { .. }
+                | ClientError::Transport { .. }
+                | ClientError::NotLeader { .. }
+                | ClientError::LeaderNotAvailable { .. }
+                | ClientError::UnknownTopicOrPartition { .. }
+        ) || matches!(
+            self,
+            ClientError::Broker {
+                code: ErrorCode::NodeNotReady,
+                ..
+            }
+        )
+    }
+
+    /// Maps a per-partition protocol `Error` to a client error; `None` when it says "no error".
+    pub fn from_partition_error(what: &str, error: Option<&pb::Error>) -> Option<ClientError> {
+        let error = error?;
+        let code = ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Internal);
+        let leader = error
+            .leader
+            .as_ref()
+            .filter(|l| l.node_id != 0)
+            .map(|l| LeaderHint {
+                node_id: l.node_id,
+                client_addr: l.client_addr.clone(),
+            });
+        from_code(what, code, error.message.clone(), leader)
+    }
+
+    /// Maps a failed gRPC call to a client error. `addr` is the broker that was called.
+    pub fn from_status(what: &str, addr: &str, status: &tonic::Status) -> ClientError {
+        let meta = status.metadata();
+        let code = meta
+            .get(ERROR_CODE_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .map(|n| ErrorCode::try_from(n).unwrap_or(ErrorCode::Internal));
+        if let Some(code) = code {
+            let leader = meta
+                .get(LEADER_ID_KEY)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .filter(|id| *id != 0)
+                .map(|node_id| LeaderHint {
+                    node_id,
+                    client_addr: meta
+                        .get(LEADER_ADDR_KEY)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string(),
+                });
+            if let Some(e) = from_code(what, code, status.message().to_string(), leader) {
+                return e;
+            }
+        }
+        match status.code() {
+            // tonic reports connection failures as UNAVAILABLE (or UNKNOWN with a transport
+            // source) without Skein metadata.
+            tonic::Code::Unavailable => ClientError::Transport {
+                addr: addr.to_string(),
+                detail: status.message().to_string(),
+            },
+            tonic::Code::Unknown if is_transport_failure(status) => ClientError::Transport {
+                addr: addr.to_string(),
+                detail: status.message().to_string(),
+            },
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => ClientError::Timeout {
+                what: what.to_string(),
+                after: Duration::ZERO,
+            },
+            code => ClientError::Rpc {
+                what: what.to_string(),
+                code,
+                message: status.message().to_string(),
+            },
+        }
+    }
+}
+
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    let mut source = status.source();
+    while let Some(s) = source {
+        if s.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// True for the codes the protocol documents as retryable (plus TIMEOUT and CORRUPT_BATCH,
+/// which are safe to retry for an idempotent producer and for reads).
+pub fn code_is_retryable(code: ErrorCode) -> bool {
+    match code {
+        ErrorCode::NotLeader
+        | ErrorCode::LeaderNotAvailable
+        | ErrorCode::Throttled
+        | ErrorCode::NodeNotReady
+        | ErrorCode::Timeout
+        | ErrorCode::CorruptBatch
+        | ErrorCode::UnknownTopicOrPartition => true,
+        ErrorCode::None
+        | ErrorCode::InvalidTopicName
+        | ErrorCode::OffsetOutOfRange
+        | ErrorCode::BatchTooLarge
+        | ErrorCode::InvalidReplicationFactor
+        | ErrorCode::StorageFailed
+        | ErrorCode::TopicAlreadyExists
+        | ErrorCode::InvalidRequest
+        | ErrorCode::InvalidPartitions
+        | ErrorCode::InvalidConfig
+        | ErrorCode::OutOfOrderSequence
+        | ErrorCode::ProducerFenced
+        | ErrorCode::RequestTooLarge
+        | ErrorCode::Internal => false,
+    }
+}
+
+fn from_code(
+    what: &str,
+    code: ErrorCode,
+    message: String,
+    leader: Option<LeaderHint>,
+) -> Option<ClientError> {
+    let what = what.to_string();
+    Some(match code {
+        ErrorCode::None => return None,
+        ErrorCode::NotLeader => ClientError::NotLeader { what, leader },
+        ErrorCode::LeaderNotAvailable => ClientError::LeaderNotAvailable { what },
+        ErrorCode::UnknownTopicOrPartition => ClientError::UnknownTopicOrPartition { what },
+        ErrorCode::TopicAlreadyExists => ClientError::TopicAlreadyExists { topic: what },
+        ErrorCode::OffsetOutOfRange => ClientError::OffsetOutOfRange { what, message },
+        ErrorCode::InvalidTopicName
+        | ErrorCode::CorruptBatch
+        | ErrorCode::BatchTooLarge
+        | ErrorCode::InvalidReplicationFactor
+        | ErrorCode::StorageFailed
+        | ErrorCode::Timeout
+        | ErrorCode::InvalidRequest
+        | ErrorCode::InvalidPartitions
+        | ErrorCode::InvalidConfig
+        | ErrorCode::OutOfOrderSequence
+        | ErrorCode::ProducerFenced
+        | ErrorCode::RequestTooLarge
+        | ErrorCode::Throttled
+        | ErrorCode::NodeNotReady
+        | ErrorCode::Internal => ClientError::Broker {
+            code,
+            what,
+            message,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_with(code: &str, leader: Option<(&str, &str)>) -> tonic::Status {
+        let mut s = tonic::Status::unavailable("not the leader");
+        s.metadata_mut()
+            .insert(ERROR_CODE_KEY, code.parse().expect("ascii"));
+        if let Some((id, addr)) = leader {
+            s.metadata_mut()
+                .insert(LEADER_ID_KEY, id.parse().expect("ascii"));
+            s.metadata_mut()
+                .insert(LEADER_ADDR_KEY, addr.parse().expect("ascii"));
+        }
+        s
+    }
+
+    #[test]
+    fn status_with_not_leader_metadata_names_the_leader() {
+        let e = ClientError::from_status(
+            "t-0",
+            "a:1",
+            &status_with("1", Some(("3", "10.0.0.3:9650"))),
+        );
+        match &e {
+            ClientError::NotLeader {
+                leader: Some(h), ..
+            } => {
+                assert_eq!(h.node_id, 3);
+                assert_eq!(h.client_addr, "10.0.0.3:9650");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(e.is_retryable());
+        assert!(e.needs_metadata_refresh());
+        assert_eq!(e.code(), Some(ErrorCode::NotLeader));
+        assert!(e.to_string().contains("node 3 at 10.0.0.3:9650"), "{e}");
+    }
+
+    #[test]
+    fn status_codes_map_to_typed_variants() {
+        let e = ClientError::from_status("topic x", "a:1", &status_with("10", None));
+        assert!(matches!(e, ClientError::TopicAlreadyExists { .. }));
+        assert!(!e.is_retryable());
+        let e = ClientError::from_status("t", "a:1", &status_with("7", None));
+        assert_eq!(e.code(), Some(ErrorCode::InvalidReplicationFactor));
+        assert!(e.to_string().contains("skein cluster status"), "{e}");
+        let e = ClientError::from_status("t", "a:1", &status_with("19", None));
+        assert!(e.is_retryable());
+        // An unknown future code is not a panic: it is reported as INTERNAL.
+        let e = ClientError::from_status("t", "a:1", &status_with("999", None));
+        assert_eq!(e.code(), Some(ErrorCode::Internal));
+    }
+
+    #[test]
+    fn status_without_skein_code_is_transport_or_rpc() {
+        let e = ClientError::from_status("t", "a:1", &tonic::Status::unavailable("refused"));
+        assert!(matches!(e, ClientError::Transport { .. }));
+        assert!(e.is_retryable());
+        let e = ClientError::from_status("t", "a:1", &tonic::Status::unimplemented("no"));
+        assert!(matches!(
+            e,
+            ClientError::Rpc {
+                code: tonic::Code::Unimplemented,
+                ..
+            }
+        ));
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn partition_errors_map_with_leader_hint() {
+        assert!(ClientError::from_partition_error("t-0", None).is_none());
+        let none = pb::Error {
+            code: ErrorCode::None as i32,
+            message: String::new(),
+            leader: None,
+        };
+        assert!(ClientError::from_partition_error("t-0", Some(&none)).is_none());
+        let nl = pb::Error {
+            code: ErrorCode::NotLeader as i32,
+            message: "moved".into(),
+            leader: Some(pb::LeaderHint {
+                node_id: 2,
+                client_addr: "h:2".into(),
+            }),
+        };
+        let e = ClientError::from_partition_error("t-0", Some(&nl)).expect("an error");
+        assert!(matches!(
+            e,
+            ClientError::NotLeader {
+                leader: Some(LeaderHint { node_id: 2, .. }),
+                ..
+            }
+        ));
+        let oor = pb::Error {
+            code: ErrorCode::OffsetOutOfRange as i32,
+            message: "below start 5".into(),
+            leader: None,
+        };
+        let e = ClientError::from_partition_error("t-0", Some(&oor)).expect("an error");
+        assert!(matches!(e, ClientError::OffsetOutOfRange { .. }));
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn unreachable_message_says_what_to_do() {
+        let e = ClientError::NoBrokerReachable {
+            brokers: "127.0.0.1:9650".into(),
+            detail: "connection refused".into(),
+        };
+        let s = e.to_string();
+        assert!(
+            s.contains("cannot reach any broker at 127.0.0.1:9650"),
+            "{s}"
+        );
+        assert!(s.contains("cargo run --release --bin skein-node"), "{s}");
+    }
+}
