@@ -4,12 +4,14 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script compiled in one checkout must not read another's protos.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         root.join("skein/v1/errors.proto"),
         root.join("skein/v1/raft.proto"),
         root.join("skein/v1/client.proto"),
         root.join("skein/v1/internal.proto"),
+        root.join("skein/v1/groups.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

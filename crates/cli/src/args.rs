@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use skein_client::{Acks, Compression, DEFAULT_BROKERS};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use skein_client::{Acks, AssignmentStrategy, Compression, TopicPartitions, DEFAULT_BROKERS};
 
-use crate::parse::{parse_config_pair, parse_datetime_ms, parse_duration};
+use crate::parse::{parse_config_pair, parse_datetime_ms, parse_duration, parse_topic_partitions};
 
 /// The Skein command-line tool: manage topics, produce and consume records, inspect the cluster.
 #[derive(Debug, Parser)]
@@ -26,7 +26,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Top-level verbs. (`group` and `consume --group` arrive with consumer groups.)
+/// Top-level verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create, list, describe and delete topics.
@@ -36,9 +36,75 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Read records from a topic and print them.
     Consume(ConsumeArgs),
+    /// Consumer groups: list, describe (lag), delete, reset offsets (replay).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+}
+
+/// `skein group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List consumer groups.
+    List(OutputArgs),
+    /// Show a group's members, assignment, and committed offset, end offset and lag per
+    /// partition.
+    Describe {
+        /// Group id.
+        group: String,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Delete a group and its committed offsets (the group must have no active members).
+    Delete {
+        /// Group id.
+        group: String,
+    },
+    /// Move a group's committed offsets (replay or skip). Prints the plan and changes nothing
+    /// unless --execute is given. The group must have no active members.
+    Reset(GroupResetArgs),
+}
+
+/// `skein group reset`
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("target")
+        .required(true)
+        .args(["to_earliest", "to_latest", "to_offset", "to_datetime", "by_duration", "shift_by"])
+))]
+pub struct GroupResetArgs {
+    /// Group id.
+    pub group: String,
+    /// Topic to reset, all its partitions (`orders`) or some (`orders:0,2`); repeatable.
+    #[arg(long = "topic", value_name = "TOPIC[:P,P..]", required = true, value_parser = parse_topic_partitions)]
+    pub topics: Vec<TopicPartitions>,
+    /// To the earliest offset still in the log (replay everything).
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// To the end of the log (skip everything not yet processed).
+    #[arg(long)]
+    pub to_latest: bool,
+    /// To this offset.
+    #[arg(long, value_name = "N")]
+    pub to_offset: Option<u64>,
+    /// To the first record at or after this time, RFC 3339 (2024-05-01T09:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_datetime_ms)]
+    pub to_datetime: Option<i64>,
+    /// To the first record at or after now minus this (e.g. 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub by_duration: Option<Duration>,
+    /// By N records from the committed offset (negative: back).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
+    /// Apply the plan (without it, this is a dry run).
+    #[arg(long)]
+    pub execute: bool,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `skein topic ...`
@@ -145,7 +211,15 @@ pub struct ProduceArgs {
 pub struct ConsumeArgs {
     /// Topic to read.
     pub topic: String,
-    /// Start at the earliest offset still in the log (default: only new records).
+    /// Consume as a member of this consumer group: read the partitions the group assigns,
+    /// starting at the group's committed offsets, and commit what is printed (also on exit).
+    #[arg(long, value_name = "G", conflicts_with_all = ["partition", "offset", "from_datetime"])]
+    pub group: Option<String>,
+    /// With --group: the assignment strategy asked of the coordinator.
+    #[arg(long, value_name = "STRATEGY", requires = "group", value_parser = parse_strategy)]
+    pub strategy: Option<AssignmentStrategy>,
+    /// Start at the earliest offset still in the log (default: only new records). With
+    /// --group: only for partitions the group has no commit for.
     #[arg(long, conflicts_with_all = ["offset", "from_datetime"])]
     pub from_beginning: bool,
     /// Read only this partition (default: all partitions of the topic).
@@ -174,6 +248,30 @@ fn parse_acks(s: &str) -> Result<Acks, String> {
 
 fn parse_compression(s: &str) -> Result<Compression, String> {
     s.parse()
+}
+
+fn parse_strategy(s: &str) -> Result<AssignmentStrategy, String> {
+    s.parse()
+}
+
+impl GroupResetArgs {
+    /// The chosen strategy (clap makes exactly one of the flags present).
+    pub fn strategy(&self) -> skein_client::ResetStrategy {
+        use skein_client::ResetStrategy as R;
+        if let Some(n) = self.to_offset {
+            R::ToOffset(n)
+        } else if let Some(ms) = self.to_datetime {
+            R::ToDatetime(ms)
+        } else if let Some(d) = self.by_duration {
+            R::ByDuration(d)
+        } else if let Some(n) = self.shift_by {
+            R::ShiftBy(n)
+        } else if self.to_latest {
+            R::Latest
+        } else {
+            R::Earliest
+        }
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +336,8 @@ mod tests {
             &["topic", "list", "--output", "json"][..],
             &["topic", "describe", "t", "--output", "json"],
             &["cluster", "status", "--output", "json"],
+            &["group", "list", "--output", "json"],
+            &["group", "describe", "g", "--output", "json"],
         ] {
             parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
@@ -330,5 +430,100 @@ mod tests {
         assert_eq!(c.from_datetime, Some(1000));
         assert!(parse(&["consume", "t", "--from-datetime", "yesterday"]).is_err());
         assert!(parse(&["consume", "t", "--idle-timeout", "soon"]).is_err());
+    }
+
+    #[test]
+    fn consume_with_a_group() {
+        let cli =
+            parse(&["consume", "t", "--group", "billing", "--from-beginning"]).expect("parses");
+        let Command::Consume(c) = cli.command else {
+            panic!("consume")
+        };
+        assert_eq!(c.group.as_deref(), Some("billing"));
+        assert!(c.from_beginning);
+        let cli = parse(&[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--strategy",
+            "cooperative-sticky",
+        ])
+        .expect("parses");
+        let Command::Consume(c) = cli.command else {
+            panic!("consume")
+        };
+        assert_eq!(c.strategy, Some(AssignmentStrategy::CooperativeSticky));
+        assert!(parse(&["consume", "t", "--group", "g", "--partition", "1"]).is_err());
+        assert!(
+            parse(&["consume", "t", "--strategy", "range"]).is_err(),
+            "needs --group"
+        );
+    }
+
+    #[test]
+    fn group_reset_takes_topics_partitions_and_one_strategy() {
+        use skein_client::ResetStrategy;
+        let cli = parse(&[
+            "group",
+            "reset",
+            "g",
+            "--topic",
+            "orders:0,2",
+            "--topic",
+            "payments",
+            "--shift-by",
+            "-10",
+        ])
+        .expect("parses");
+        let Command::Group(GroupCommand::Reset(r)) = cli.command else {
+            panic!("group reset")
+        };
+        assert_eq!(r.group, "g");
+        assert_eq!(
+            r.topics,
+            vec![
+                TopicPartitions::some("orders", [0, 2]),
+                TopicPartitions::all("payments")
+            ]
+        );
+        assert_eq!(r.strategy(), ResetStrategy::ShiftBy(-10));
+        assert!(!r.execute, "dry run by default");
+        for (flags, expected) in [
+            (&["--to-earliest"][..], ResetStrategy::Earliest),
+            (&["--to-latest"], ResetStrategy::Latest),
+            (&["--to-offset", "42"], ResetStrategy::ToOffset(42)),
+            (
+                &["--to-datetime", "2024-05-01T12:00:00Z"],
+                ResetStrategy::ToDatetime(1_714_564_800_000),
+            ),
+            (
+                &["--by-duration", "1h30m"],
+                ResetStrategy::ByDuration(Duration::from_secs(5400)),
+            ),
+        ] {
+            let mut args = vec!["group", "reset", "g", "--topic", "t", "--execute"];
+            args.extend_from_slice(flags);
+            let cli = parse(&args).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+            let Command::Group(GroupCommand::Reset(r)) = cli.command else {
+                panic!("group reset")
+            };
+            assert_eq!(r.strategy(), expected);
+            assert!(r.execute);
+        }
+        // Exactly one strategy, and a topic.
+        assert!(parse(&["group", "reset", "g", "--topic", "t"]).is_err());
+        assert!(parse(&[
+            "group",
+            "reset",
+            "g",
+            "--topic",
+            "t",
+            "--to-earliest",
+            "--to-latest"
+        ])
+        .is_err());
+        assert!(parse(&["group", "reset", "g", "--to-earliest"]).is_err());
+        assert!(parse(&["group", "reset", "g", "--topic", "t:x", "--to-earliest"]).is_err());
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Result;
 use skein_client::{parse_broker_list, Client, ClientConfig};
 
-use crate::args::{Cli, ClusterCommand, Command, TopicCommand};
+use crate::args::{Cli, ClusterCommand, Command, GroupCommand, TopicCommand};
 
 /// Runs one command line to completion.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -31,6 +31,14 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Produce(a) => commands::produce::run(&client, a).await,
         Command::Consume(a) => commands::consume::run(&client, a).await,
+        Command::Group(GroupCommand::List(o)) => commands::group::list(&client, o.output).await,
+        Command::Group(GroupCommand::Describe { group, output }) => {
+            commands::group::describe(&client, &group, output.output).await
+        }
+        Command::Group(GroupCommand::Delete { group }) => {
+            commands::group::delete(&client, &group).await
+        }
+        Command::Group(GroupCommand::Reset(a)) => commands::group::reset(&client, a).await,
         Command::Cluster(ClusterCommand::Status(o)) => {
             commands::cluster::status(&client, o.output).await
         }

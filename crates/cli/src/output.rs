@@ -2,7 +2,8 @@
 
 use serde_json::{json, Value};
 use skein_client::{
-    ClusterDescription, ConsumerRecord, NodeDescription, PartitionDescription, TopicDescription,
+    ClusterDescription, ConsumerRecord, GroupDescription, GroupListing, NodeDescription,
+    PartitionDescription, ResetPlan, TopicDescription,
 };
 
 use crate::parse::format_datetime_ms;
@@ -234,6 +235,203 @@ pub fn cluster_status_json(cluster: &ClusterDescription, topics: &[TopicDescript
     })
 }
 
+/// `group list` as a table.
+pub fn groups_table(groups: &[GroupListing]) -> String {
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.group.clone(),
+                g.state.clone(),
+                g.members.to_string(),
+                g.coordinator.to_string(),
+            ]
+        })
+        .collect();
+    table(&["GROUP", "STATE", "MEMBERS", "COORDINATOR"], &rows)
+}
+
+/// `group list` as JSON.
+pub fn groups_json(groups: &[GroupListing]) -> Value {
+    Value::Array(
+        groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "group": g.group,
+                    "state": g.state,
+                    "members": g.members,
+                    "coordinator": g.coordinator,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn or_dash(s: Option<&str>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or("-").to_string()
+}
+
+/// `group describe` as text: a summary, the members, and lag per partition.
+pub fn group_describe_text(d: &GroupDescription) -> String {
+    let mut out = format!(
+        "Group: {}  state: {}  generation: {}  strategy: {}  coordinator: node {}\n",
+        d.group, d.state, d.generation, d.strategy, d.coordinator
+    );
+    out.push_str(&format!(
+        "Members: {}  total lag: {}\n\n",
+        d.members.len(),
+        d.total_lag()
+    ));
+    if !d.members.is_empty() {
+        let rows: Vec<Vec<String>> = d
+            .members
+            .iter()
+            .map(|m| {
+                vec![
+                    m.member_id.clone(),
+                    or_dash(m.group_instance_id.as_deref()),
+                    or_dash(Some(&m.client_id)),
+                    if m.assignment.is_empty() {
+                        "-".to_string()
+                    } else {
+                        m.assignment
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["MEMBER", "INSTANCE", "CLIENT", "ASSIGNMENT"],
+            &rows,
+        ));
+        out.push('\n');
+    }
+    if d.partitions.is_empty() {
+        out.push_str("No committed offsets or assigned partitions yet.\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = d
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.tp.topic.clone(),
+                p.tp.partition.to_string(),
+                p.committed_offset
+                    .map_or_else(|| "-".to_string(), |o| o.to_string()),
+                p.end_offset.to_string(),
+                p.lag.to_string(),
+                or_dash(p.member_id.as_deref()),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"],
+        &rows,
+    ));
+    out
+}
+
+/// `group describe` as JSON.
+pub fn group_json(d: &GroupDescription) -> Value {
+    json!({
+        "group": d.group,
+        "state": d.state,
+        "generation": d.generation,
+        "strategy": d.strategy.as_str(),
+        "coordinator": d.coordinator,
+        "total_lag": d.total_lag(),
+        "members": d.members.iter().map(|m| json!({
+            "member_id": m.member_id,
+            "group_instance_id": m.group_instance_id,
+            "client_id": m.client_id,
+            "assignment": m.assignment.iter().map(|tp| json!({
+                "topic": tp.topic,
+                "partition": tp.partition,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "partitions": d.partitions.iter().map(|p| json!({
+            "topic": p.tp.topic,
+            "partition": p.tp.partition,
+            "committed_offset": p.committed_offset,
+            "end_offset": p.end_offset,
+            "lag": p.lag,
+            "member_id": p.member_id,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `group reset` as text: the plan (current -> new per partition, clamped ones marked) and
+/// whether it was applied.
+pub fn reset_plan_text(plan: &ResetPlan) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.tp.topic.clone(),
+                e.tp.partition.to_string(),
+                e.current_offset
+                    .map_or_else(|| "-".to_string(), |o| o.to_string()),
+                "->".to_string(),
+                e.new_offset.to_string(),
+                if e.clamped {
+                    format!(
+                        "clamped from {} into [{}, {}]",
+                        e.requested_offset, e.log_start_offset, e.high_watermark
+                    )
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    let mut out = table(&["TOPIC", "PARTITION", "CURRENT", "", "NEW", "NOTE"], &rows);
+    let clamped = plan.entries.iter().filter(|e| e.clamped).count();
+    if clamped > 0 {
+        out.push_str(&format!(
+            "\n{clamped} partition(s) clamped into [log start, end of log].\n"
+        ));
+    }
+    out.push('\n');
+    if plan.executed {
+        out.push_str(&format!(
+            "Offsets of group {} reset ({} partitions).\n",
+            plan.group,
+            plan.entries.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "Dry run: nothing changed. Run again with --execute to reset group {}.\n",
+            plan.group
+        ));
+    }
+    out
+}
+
+/// `group reset` as JSON.
+pub fn reset_plan_json(plan: &ResetPlan) -> Value {
+    json!({
+        "group": plan.group,
+        "executed": plan.executed,
+        "dry_run": !plan.executed,
+        "partitions": plan.entries.iter().map(|e| json!({
+            "topic": e.tp.topic,
+            "partition": e.tp.partition,
+            "current_offset": e.current_offset,
+            "requested_offset": e.requested_offset,
+            "new_offset": e.new_offset,
+            "clamped": e.clamped,
+            "log_start_offset": e.log_start_offset,
+            "high_watermark": e.high_watermark,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// Bytes as JSON: a string when they are UTF-8, else `{"base64": ".."}`; null stays null.
 pub fn bytes_json(b: Option<&[u8]>) -> Value {
     match b {
@@ -410,6 +608,134 @@ mod tests {
         assert_eq!(j["time"], "2024-05-01T12:00:00.250Z");
         assert_eq!(j["headers"][0]["value"], Value::Null);
         assert!(!j.to_string().contains('\n'));
+    }
+
+    fn group() -> GroupDescription {
+        use skein_client::{AssignmentStrategy, GroupMember, PartitionLag, TopicPartition};
+        GroupDescription {
+            group: "billing".into(),
+            state: "Stable".into(),
+            generation: 3,
+            strategy: AssignmentStrategy::Range,
+            members: vec![GroupMember {
+                member_id: "member-1".into(),
+                group_instance_id: None,
+                client_id: "skein-cli".into(),
+                assignment: vec![
+                    TopicPartition::new("orders", 0),
+                    TopicPartition::new("orders", 1),
+                ],
+            }],
+            partitions: vec![
+                PartitionLag {
+                    tp: TopicPartition::new("orders", 0),
+                    committed_offset: Some(5),
+                    end_offset: 8,
+                    lag: 3,
+                    member_id: Some("member-1".into()),
+                },
+                PartitionLag {
+                    tp: TopicPartition::new("orders", 1),
+                    committed_offset: None,
+                    end_offset: 2,
+                    lag: 2,
+                    member_id: None,
+                },
+            ],
+            coordinator: 1,
+        }
+    }
+
+    #[test]
+    fn group_views() {
+        let t = group_describe_text(&group());
+        assert!(
+            t.contains("Group: billing  state: Stable  generation: 3  strategy: range"),
+            "{t}"
+        );
+        assert!(t.contains("total lag: 5"), "{t}");
+        assert!(
+            t.contains("member-1  -         skein-cli  orders:0,orders:1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("TOPIC   PARTITION  COMMITTED  END  LAG  MEMBER"),
+            "{t}"
+        );
+        assert!(
+            t.contains("orders  0          5          8    3    member-1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("orders  1          -          2    2    -"),
+            "{t}"
+        );
+        let j = group_json(&group());
+        assert_eq!(j["partitions"][1]["committed_offset"], Value::Null);
+        assert_eq!(j["members"][0]["assignment"][1]["partition"], 1);
+        assert_eq!(j["total_lag"], 5);
+        let list = groups_table(&[GroupListing {
+            group: "billing".into(),
+            state: "Empty".into(),
+            members: 0,
+            coordinator: 2,
+        }]);
+        assert_eq!(
+            list,
+            "GROUP    STATE  MEMBERS  COORDINATOR\nbilling  Empty  0        2\n"
+        );
+    }
+
+    #[test]
+    fn reset_plans_mark_clamping_and_dry_runs() {
+        use skein_client::{ResetPlanEntry, TopicPartition};
+        let plan = ResetPlan {
+            group: "billing".into(),
+            executed: false,
+            entries: vec![
+                ResetPlanEntry {
+                    tp: TopicPartition::new("orders", 0),
+                    current_offset: Some(5),
+                    requested_offset: -5,
+                    new_offset: 0,
+                    clamped: true,
+                    log_start_offset: 0,
+                    high_watermark: 8,
+                },
+                ResetPlanEntry {
+                    tp: TopicPartition::new("orders", 1),
+                    current_offset: None,
+                    requested_offset: 1,
+                    new_offset: 1,
+                    clamped: false,
+                    log_start_offset: 0,
+                    high_watermark: 2,
+                },
+            ],
+        };
+        let t = reset_plan_text(&plan);
+        assert!(
+            t.contains("orders  0          5        ->  0    clamped from -5 into [0, 8]"),
+            "{t}"
+        );
+        assert!(t.contains("orders  1          -        ->  1\n"), "{t}");
+        assert!(
+            t.contains("Dry run: nothing changed. Run again with --execute"),
+            "{t}"
+        );
+        assert!(t.contains("1 partition(s) clamped"), "{t}");
+        let j = reset_plan_json(&plan);
+        assert_eq!(j["dry_run"], true);
+        assert_eq!(j["partitions"][0]["clamped"], true);
+        assert_eq!(j["partitions"][1]["current_offset"], Value::Null);
+        let done = reset_plan_text(&ResetPlan {
+            executed: true,
+            ..plan
+        });
+        assert!(
+            done.contains("Offsets of group billing reset (2 partitions)."),
+            "{done}"
+        );
     }
 
     #[test]

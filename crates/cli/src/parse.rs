@@ -182,6 +182,35 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Parses `--topic` of `group reset`: `orders` (every partition) or `orders:0,2` (those).
+pub fn parse_topic_partitions(s: &str) -> Result<skein_client::TopicPartitions, String> {
+    let bad = |why: &str| {
+        format!("invalid --topic `{s}` ({why}): use TOPIC for every partition or TOPIC:P,P.. e.g. orders:0,2")
+    };
+    let (topic, parts) = match s.split_once(':') {
+        None => (s.trim(), None),
+        Some((t, p)) => (t.trim(), Some(p)),
+    };
+    if topic.is_empty() {
+        return Err(bad("no topic"));
+    }
+    let mut partitions = Vec::new();
+    if let Some(parts) = parts {
+        for p in parts.split(',') {
+            let p = p.trim();
+            let n: u32 = p.parse().map_err(|_| bad("partitions are numbers"))?;
+            if !partitions.contains(&n) {
+                partitions.push(n);
+            }
+        }
+        partitions.sort_unstable();
+    }
+    Ok(skein_client::TopicPartitions {
+        topic: topic.to_string(),
+        partitions,
+    })
+}
+
 /// Parses `KEY=VALUE` (for `--config`).
 pub fn parse_config_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -263,6 +292,18 @@ mod tests {
             format_datetime_ms(1_714_564_800_250),
             "2024-05-01T12:00:00.250Z"
         );
+    }
+
+    #[test]
+    fn topic_partition_lists() {
+        let t = parse_topic_partitions("orders:2,0,2").expect("parses");
+        assert_eq!((t.topic.as_str(), t.partitions), ("orders", vec![0, 2]));
+        let t = parse_topic_partitions("orders").expect("parses");
+        assert!(t.partitions.is_empty(), "every partition");
+        for bad in ["", ":1", "orders:", "orders:a", "orders:1,,2", "orders:-1"] {
+            let e = parse_topic_partitions(bad).expect_err(bad);
+            assert!(e.contains("orders:0,2"), "{bad}: {e}");
+        }
     }
 
     #[test]

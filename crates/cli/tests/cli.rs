@@ -238,3 +238,152 @@ async fn produce_exits_non_zero_when_a_line_lacks_the_separator() {
     assert!(e.contains("1 records acknowledged"), "{e}");
     assert_eq!(cluster.values("t", 0).len(), 1);
 }
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("json ({e}): {}", stdout(o)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_story_with_group_verbs() {
+    let cluster = FakeCluster::default();
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("t", &[1]);
+    let o = skein(&addr, &["produce", "t"], "a\nb\nc\nd\ne\n").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Consume three with a group: printed and committed.
+    let o = skein(
+        &addr,
+        &[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--from-beginning",
+            "--max-messages",
+            "3",
+            "--idle-timeout",
+            "5s",
+        ],
+        "",
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "a\nb\nc\n");
+    assert_eq!(
+        cluster.committed("g", "t", 0),
+        Some(3),
+        "commits what it printed"
+    );
+    assert!(cluster.members("g").is_empty(), "left the group on exit");
+
+    // Lag is visible.
+    let o = skein(&addr, &["group", "describe", "g", "--output", "json"], "").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = json(&o);
+    assert_eq!(d["partitions"][0]["committed_offset"], 3);
+    assert_eq!(d["partitions"][0]["lag"], 2);
+    let o = skein(&addr, &["group", "describe", "g"], "").await;
+    assert!(stdout(&o).contains("COMMITTED  END  LAG"), "{}", stdout(&o));
+    let o = skein(&addr, &["group", "list"], "").await;
+    assert!(stdout(&o).contains("g      Empty"), "{}", stdout(&o));
+
+    // The rest, from the commit.
+    let o = skein(
+        &addr,
+        &["consume", "t", "--group", "g", "--idle-timeout", "500ms"],
+        "",
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "d\ne\n");
+    assert_eq!(cluster.committed("g", "t", 0), Some(5));
+
+    // Reset: a dry run changes nothing, --execute does.
+    let o = skein(
+        &addr,
+        &["group", "reset", "g", "--topic", "t", "--to-earliest"],
+        "",
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("5        ->  0"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("Dry run: nothing changed"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(cluster.committed("g", "t", 0), Some(5));
+    let o = skein(
+        &addr,
+        &[
+            "group",
+            "reset",
+            "g",
+            "--topic",
+            "t:0",
+            "--shift-by",
+            "-2",
+            "--execute",
+            "--output",
+            "json",
+        ],
+        "",
+    )
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = json(&o);
+    assert_eq!(plan["executed"], true);
+    assert_eq!(plan["partitions"][0]["new_offset"], 3);
+    assert_eq!(cluster.committed("g", "t", 0), Some(3));
+    let o = skein(
+        &addr,
+        &["consume", "t", "--group", "g", "--idle-timeout", "500ms"],
+        "",
+    )
+    .await;
+    assert_eq!(stdout(&o), "d\ne\n", "replayed");
+
+    // Refused while a member is active, with what to do.
+    let client = skein_client::Client::new(skein_client::ClientConfig::new(&addr)).expect("client");
+    let mut config = skein_client::GroupConsumerConfig::new("g");
+    config.session_timeout = std::time::Duration::from_secs(2);
+    let mut member = skein_client::GroupConsumer::new(client, config).expect("consumer");
+    member.subscribe(["t"]);
+    loop {
+        if let skein_client::GroupEvent::Assigned(_) = member.poll_event().await.expect("poll") {
+            break;
+        }
+    }
+    let o = skein(
+        &addr,
+        &[
+            "group",
+            "reset",
+            "g",
+            "--topic",
+            "t",
+            "--to-latest",
+            "--execute",
+        ],
+        "",
+    )
+    .await;
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("group g: it has 1 active members; stop them first"),
+        "{e}"
+    );
+    assert!(e.contains("skein group describe g"), "{e}");
+    let o = skein(&addr, &["group", "delete", "g"], "").await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("stop them first"), "{}", stderr(&o));
+    member.close().await.expect("close");
+
+    let o = skein(&addr, &["group", "delete", "g"], "").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = skein(&addr, &["group", "describe", "g"], "").await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("skein group list"), "{}", stderr(&o));
+}

@@ -309,6 +309,165 @@ impl ConsumerConfig {
     }
 }
 
+/// How the group coordinator divides the subscribed topics' partitions among the members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AssignmentStrategy {
+    /// Per topic, consecutive ranges of partitions to the members in order (Kafka's range).
+    #[default]
+    Range,
+    /// All partitions dealt out to the members in turn.
+    RoundRobin,
+    /// Incremental: members keep the partitions that do not move, so a rebalance revokes only
+    /// the partitions that change owner and kept partitions keep their positions.
+    CooperativeSticky,
+}
+
+impl AssignmentStrategy {
+    /// The name the CLI and the docs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentStrategy::Range => "range",
+            AssignmentStrategy::RoundRobin => "round-robin",
+            AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
+        }
+    }
+
+    /// True for the incremental strategy (only moved partitions are revoked).
+    pub fn is_cooperative(self) -> bool {
+        matches!(self, AssignmentStrategy::CooperativeSticky)
+    }
+}
+
+impl FromStr for AssignmentStrategy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "range" => Ok(AssignmentStrategy::Range),
+            "round-robin" | "roundrobin" => Ok(AssignmentStrategy::RoundRobin),
+            "cooperative-sticky" | "sticky" => Ok(AssignmentStrategy::CooperativeSticky),
+            other => Err(format!(
+                "unknown assignment strategy `{other}`: use `range`, `round-robin` or `cooperative-sticky`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AssignmentStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Shortest session timeout the coordinator accepts.
+pub const SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+/// Longest session timeout the coordinator accepts.
+pub const SESSION_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
+/// How a [`crate::GroupConsumer`] takes part in its consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConsumerConfig {
+    /// The group id (non-empty).
+    pub group: String,
+    /// Static membership: a stable id (per process instance, e.g. the pod name) that survives
+    /// restarts without a rebalance. `None`: a dynamic member.
+    pub group_instance_id: Option<String>,
+    /// Shown in `skein group describe`.
+    pub client_id: String,
+    /// The coordinator removes a member that has not heartbeated for this long (1 s..5 min).
+    pub session_timeout: Duration,
+    /// How long the coordinator waits for every member to join again in a rebalance; members
+    /// that have not rejoined by then are removed. A member rejoins from `poll`, so this also
+    /// bounds the time between two polls during a rebalance.
+    pub rebalance_timeout: Duration,
+    /// Time between heartbeats; `None`: a third of the session timeout.
+    pub heartbeat_interval: Option<Duration>,
+    /// The assignment strategy asked of the coordinator.
+    pub strategy: AssignmentStrategy,
+    /// Commit the positions of handed-out records every `auto_commit_interval` (from `poll`),
+    /// before partitions are revoked, and on `close`.
+    pub enable_auto_commit: bool,
+    /// Interval of auto-commits.
+    pub auto_commit_interval: Duration,
+    /// Start position of an assigned partition the group has no commit for (and where to go
+    /// when a position falls out of the log). Replaces `fetch.offset_reset`.
+    pub auto_offset_reset: OffsetReset,
+    /// Send LeaveGroup on close (so the group rebalances at once). `None`: yes for dynamic
+    /// members, no for static ones (a static member that restarts within the session timeout
+    /// gets its partitions back without a rebalance).
+    pub leave_group_on_close: Option<bool>,
+    /// How partitions are fetched.
+    pub fetch: ConsumerConfig,
+}
+
+impl GroupConsumerConfig {
+    /// Defaults for `group`.
+    pub fn new(group: impl Into<String>) -> Self {
+        GroupConsumerConfig {
+            group: group.into(),
+            group_instance_id: None,
+            client_id: "skein-client".to_string(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            heartbeat_interval: None,
+            strategy: AssignmentStrategy::default(),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            auto_offset_reset: OffsetReset::Latest,
+            leave_group_on_close: None,
+            fetch: ConsumerConfig::default(),
+        }
+    }
+
+    /// The heartbeat interval in effect.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval.unwrap_or(self.session_timeout / 3)
+    }
+
+    /// Whether `close` sends LeaveGroup.
+    pub fn leaves_on_close(&self) -> bool {
+        self.leave_group_on_close
+            .unwrap_or(self.group_instance_id.is_none())
+    }
+
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.group.trim().is_empty() {
+            return Err(invalid("group", "is empty; name the consumer group"));
+        }
+        if self.group_instance_id.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(
+                "group_instance_id",
+                "is empty; use None for a dynamic member",
+            ));
+        }
+        if !(SESSION_TIMEOUT_MIN..=SESSION_TIMEOUT_MAX).contains(&self.session_timeout) {
+            return Err(invalid(
+                "session_timeout",
+                format!("({:?}) must be between 1 s and 5 min", self.session_timeout),
+            ));
+        }
+        if self.rebalance_timeout.is_zero()
+            || self.rebalance_timeout > Duration::from_millis(u64::from(u32::MAX))
+        {
+            return Err(invalid(
+                "rebalance_timeout",
+                "must be greater than zero and fit in u32 milliseconds",
+            ));
+        }
+        let hb = self.heartbeat_interval();
+        if hb.is_zero() || hb >= self.session_timeout {
+            return Err(invalid(
+                "heartbeat_interval",
+                "must be greater than zero and below session_timeout (a third of it is usual)",
+            ));
+        }
+        if self.enable_auto_commit && self.auto_commit_interval.is_zero() {
+            return Err(invalid("auto_commit_interval", "must be greater than zero"));
+        }
+        self.fetch.validate()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +512,52 @@ mod tests {
         assert_eq!("lz4".parse::<Compression>(), Ok(Compression::Lz4));
         assert!("gzip".parse::<Compression>().is_err());
         assert_eq!(Compression::Lz4.to_string(), "lz4");
+        for (word, strategy) in [
+            ("range", AssignmentStrategy::Range),
+            ("round-robin", AssignmentStrategy::RoundRobin),
+            ("ROUND_ROBIN", AssignmentStrategy::RoundRobin),
+            ("cooperative-sticky", AssignmentStrategy::CooperativeSticky),
+        ] {
+            assert_eq!(word.parse::<AssignmentStrategy>(), Ok(strategy));
+        }
+        assert!("sticky-ish".parse::<AssignmentStrategy>().is_err());
+        assert_eq!(
+            AssignmentStrategy::CooperativeSticky.to_string(),
+            "cooperative-sticky"
+        );
+    }
+
+    #[test]
+    fn group_config_defaults_and_bounds() {
+        let c = GroupConsumerConfig::new("g");
+        c.validate().expect("defaults are valid");
+        assert_eq!(c.heartbeat_interval(), c.session_timeout / 3);
+        assert!(c.leaves_on_close());
+        let static_member = GroupConsumerConfig {
+            group_instance_id: Some("pod-1".into()),
+            ..GroupConsumerConfig::new("g")
+        };
+        assert!(!static_member.leaves_on_close(), "static members stay");
+        for bad in [
+            GroupConsumerConfig::new(""),
+            GroupConsumerConfig {
+                session_timeout: Duration::from_millis(999),
+                ..GroupConsumerConfig::new("g")
+            },
+            GroupConsumerConfig {
+                session_timeout: Duration::from_secs(301),
+                ..GroupConsumerConfig::new("g")
+            },
+            GroupConsumerConfig {
+                heartbeat_interval: Some(Duration::from_secs(10)),
+                ..GroupConsumerConfig::new("g")
+            },
+            GroupConsumerConfig {
+                group_instance_id: Some(String::new()),
+                ..GroupConsumerConfig::new("g")
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

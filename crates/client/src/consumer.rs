@@ -231,6 +231,29 @@ impl Consumer {
         }
     }
 
+    /// Takes up to `max` buffered records (the group consumer hands out records through this,
+    /// so that `position` stays "the next record not handed out").
+    pub(crate) fn take_buffered(&mut self, max: usize) -> Vec<ConsumerRecord> {
+        let n = max.min(self.buffer.len());
+        self.buffer.drain(..n).collect()
+    }
+
+    /// True when fetched records are waiting to be handed out.
+    pub(crate) fn has_buffered(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+
+    /// One round of fetches (waits up to `fetch_wait_max`). Cancel-safe: positions move only
+    /// once a round's answers are all in.
+    pub(crate) async fn fill(&mut self) -> Result<()> {
+        self.fetch_once().await
+    }
+
+    /// Replaces the start-position policy (the group consumer's `auto_offset_reset`).
+    pub(crate) fn set_offset_reset(&mut self, reset: OffsetReset) {
+        self.config.offset_reset = reset;
+    }
+
     /// The records as a stream (never ends by itself; errors are items, and the stream goes on
     /// after a retryable one).
     pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {

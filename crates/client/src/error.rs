@@ -91,6 +91,23 @@ pub enum ClientError {
         what: String,
     },
 
+    /// The node asked does not coordinate the consumer group. Retryable: the client goes to
+    /// the named coordinator (or finds it again when none is named).
+    #[error("{what}: node is not the group's coordinator{}", coordinator_text(.coordinator))]
+    NotCoordinator {
+        /// The group call concerned.
+        what: String,
+        /// The coordinator, when the node knows it.
+        coordinator: Option<LeaderHint>,
+    },
+
+    /// The group's coordinator is loading its offsets or not elected yet. Retryable.
+    #[error("{what}: the group coordinator is not available yet (it may be loading offsets or electing a leader); retry shortly")]
+    CoordinatorNotAvailable {
+        /// The group call concerned.
+        what: String,
+    },
+
     /// The topic or partition does not exist.
     #[error("{what}: unknown topic or partition; list topics with `skein topic list` or create it with `skein topic create`")]
     UnknownTopicOrPartition {
@@ -159,6 +176,10 @@ pub enum ClientError {
     #[error("the producer is closed; create a new one")]
     ProducerClosed,
 
+    /// The group consumer was closed (or failed fatally, e.g. it was fenced); create a new one.
+    #[error("the group consumer is closed; create a new one")]
+    ConsumerClosed,
+
     /// A partition the consumer was asked about is not assigned to it.
     #[error("{what} is not assigned to this consumer; call assign() first")]
     NotAssigned {
@@ -185,6 +206,16 @@ fn leader_text(leader: &Option<LeaderHint>) -> String {
         }
         Some(h) => format!(" (leader is node {})", h.node_id),
         None => " (leader unknown)".to_string(),
+    }
+}
+
+fn coordinator_text(c: &Option<LeaderHint>) -> String {
+    match c {
+        Some(h) if !h.client_addr.is_empty() => {
+            format!(" (coordinator is node {} at {})", h.node_id, h.client_addr)
+        }
+        Some(h) => format!(" (coordinator is node {})", h.node_id),
+        None => " (coordinator unknown)".to_string(),
     }
 }
 
@@ -215,6 +246,27 @@ fn code_advice(code: ErrorCode) -> &'static str {
         ErrorCode::Throttled => "; the broker is at its limit, retry later",
         ErrorCode::NodeNotReady => "; the node is starting or stopping, retry shortly",
         ErrorCode::Internal => "; check the broker's logs",
+        ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => "; retry shortly",
+        ErrorCode::RebalanceInProgress => {
+            "; the group is rebalancing: commit what was processed and join again"
+        }
+        ErrorCode::UnknownMemberId => {
+            "; the member is no longer in the group (session timed out?): join again"
+        }
+        ErrorCode::IllegalGeneration => {
+            "; the member missed a rebalance (stale generation): join again"
+        }
+        ErrorCode::GroupNotEmpty => {
+            "; the group has active members: stop them first (see `skein group describe`)"
+        }
+        ErrorCode::GroupNotFound => "; list groups with `skein group list`",
+        ErrorCode::InvalidGroupId => "; a group id is a non-empty name",
+        ErrorCode::FencedInstanceId => {
+            "; another consumer runs with the same group instance id: give each its own"
+        }
+        ErrorCode::InvalidSessionTimeout => {
+            "; the session timeout must be between 1 s and 5 min"
+        }
     }
 }
 
@@ -224,6 +276,8 @@ impl ClientError {
         match self {
             ClientError::NotLeader { .. } => Some(ErrorCode::NotLeader),
             ClientError::LeaderNotAvailable { .. } => Some(ErrorCode::LeaderNotAvailable),
+            ClientError::NotCoordinator { .. } => Some(ErrorCode::NotCoordinator),
+            ClientError::CoordinatorNotAvailable { .. } => Some(ErrorCode::CoordinatorNotAvailable),
             ClientError::UnknownTopicOrPartition { .. } => Some(ErrorCode::UnknownTopicOrPartition),
             ClientError::TopicAlreadyExists { .. } => Some(ErrorCode::TopicAlreadyExists),
             ClientError::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
@@ -236,6 +290,7 @@ impl ClientError {
             | ClientError::CorruptResponse { .. }
             | ClientError::RecordTooLarge { .. }
             | ClientError::ProducerClosed
+            | ClientError::ConsumerClosed
             | ClientError::NotAssigned { .. }
             | ClientError::Compression { .. } => None,
         }
@@ -249,6 +304,8 @@ impl ClientError {
             | ClientError::Timeout { .. }
             | ClientError::NotLeader { .. }
             | ClientError::LeaderNotAvailable { .. }
+            | ClientError::NotCoordinator { .. }
+            | ClientError::CoordinatorNotAvailable { .. }
             // A topic just created may not have reached every node's metadata yet.
             | ClientError::UnknownTopicOrPartition { .. } => true,
             ClientError::Broker { code, .. } => code_is_retryable(*code),
@@ -262,6 +319,7 @@ impl ClientError {
             | ClientError::CorruptResponse { .. }
             | ClientError::RecordTooLarge { .. }
             | ClientError::ProducerClosed
+            | ClientError::ConsumerClosed
             | ClientError::NotAssigned { .. }
             | ClientError::Compression { .. } => false,
         }
@@ -373,7 +431,9 @@ pub fn code_is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::NodeNotReady
         | ErrorCode::Timeout
         | ErrorCode::CorruptBatch
-        | ErrorCode::UnknownTopicOrPartition => true,
+        | ErrorCode::UnknownTopicOrPartition
+        | ErrorCode::NotCoordinator
+        | ErrorCode::CoordinatorNotAvailable => true,
         ErrorCode::None
         | ErrorCode::InvalidTopicName
         | ErrorCode::OffsetOutOfRange
@@ -387,7 +447,17 @@ pub fn code_is_retryable(code: ErrorCode) -> bool {
         | ErrorCode::OutOfOrderSequence
         | ErrorCode::ProducerFenced
         | ErrorCode::RequestTooLarge
-        | ErrorCode::Internal => false,
+        | ErrorCode::Internal
+        // Group-level answers: the group consumer handles each (join again, fail), they are not
+        // "send the same request again".
+        | ErrorCode::RebalanceInProgress
+        | ErrorCode::UnknownMemberId
+        | ErrorCode::IllegalGeneration
+        | ErrorCode::GroupNotEmpty
+        | ErrorCode::GroupNotFound
+        | ErrorCode::InvalidGroupId
+        | ErrorCode::FencedInstanceId
+        | ErrorCode::InvalidSessionTimeout => false,
     }
 }
 
@@ -402,6 +472,11 @@ fn from_code(
         ErrorCode::None => return None,
         ErrorCode::NotLeader => ClientError::NotLeader { what, leader },
         ErrorCode::LeaderNotAvailable => ClientError::LeaderNotAvailable { what },
+        ErrorCode::NotCoordinator => ClientError::NotCoordinator {
+            what,
+            coordinator: leader,
+        },
+        ErrorCode::CoordinatorNotAvailable => ClientError::CoordinatorNotAvailable { what },
         ErrorCode::UnknownTopicOrPartition => ClientError::UnknownTopicOrPartition { what },
         ErrorCode::TopicAlreadyExists => ClientError::TopicAlreadyExists { topic: what },
         ErrorCode::OffsetOutOfRange => ClientError::OffsetOutOfRange { what, message },
@@ -419,7 +494,15 @@ fn from_code(
         | ErrorCode::RequestTooLarge
         | ErrorCode::Throttled
         | ErrorCode::NodeNotReady
-        | ErrorCode::Internal => ClientError::Broker {
+        | ErrorCode::Internal
+        | ErrorCode::RebalanceInProgress
+        | ErrorCode::UnknownMemberId
+        | ErrorCode::IllegalGeneration
+        | ErrorCode::GroupNotEmpty
+        | ErrorCode::GroupNotFound
+        | ErrorCode::InvalidGroupId
+        | ErrorCode::FencedInstanceId
+        | ErrorCode::InvalidSessionTimeout => ClientError::Broker {
             code,
             what,
             message,
@@ -530,6 +613,48 @@ mod tests {
         let e = ClientError::from_partition_error("t-0", Some(&oor)).expect("an error");
         assert!(matches!(e, ClientError::OffsetOutOfRange { .. }));
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn group_codes_map_and_say_what_to_do() {
+        let e = ClientError::from_status(
+            "join group g",
+            "a:1",
+            &status_with("21", Some(("2", "10.0.0.2:9650"))),
+        );
+        match &e {
+            ClientError::NotCoordinator {
+                coordinator: Some(h),
+                ..
+            } => assert_eq!((h.node_id, h.client_addr.as_str()), (2, "10.0.0.2:9650")),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(e.is_retryable());
+        assert!(!e.needs_metadata_refresh(), "topic metadata is not stale");
+        assert!(e.to_string().contains("coordinator is node 2"), "{e}");
+        let e = ClientError::from_status("g", "a:1", &status_with("22", None));
+        assert!(matches!(e, ClientError::CoordinatorNotAvailable { .. }));
+        assert!(e.is_retryable());
+        for (code, advice) in [
+            (ErrorCode::RebalanceInProgress, "join again"),
+            (ErrorCode::UnknownMemberId, "join again"),
+            (ErrorCode::IllegalGeneration, "stale generation"),
+            (ErrorCode::GroupNotEmpty, "skein group describe"),
+            (ErrorCode::GroupNotFound, "skein group list"),
+            (ErrorCode::InvalidGroupId, "non-empty"),
+            (ErrorCode::FencedInstanceId, "instance id"),
+            (ErrorCode::InvalidSessionTimeout, "1 s and 5 min"),
+        ] {
+            let err = pb::Error {
+                code: code as i32,
+                message: "m".into(),
+                leader: None,
+            };
+            let e = ClientError::from_partition_error("g", Some(&err)).expect("an error");
+            assert_eq!(e.code(), Some(code));
+            assert!(!e.is_retryable(), "{code:?}");
+            assert!(e.to_string().contains(advice), "{code:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The Rust client library for Skein: [`Producer`], [`Consumer`] and [`Admin`] over the gRPC API
-//! in [`skein_proto`].
+//! The Rust client library for Skein: [`Producer`], [`Consumer`] (manual assignment),
+//! [`GroupConsumer`] (a member of a consumer group, with committed offsets) and [`Admin`]
+//! (topics, cluster, consumer groups and offset reset) over the gRPC API in [`skein_proto`].
 //!
 //! A [`Client`] holds one HTTP/2 connection per broker (reused by every request) and a cache of
 //! the cluster's metadata: topics, their partitions, each partition's leader and each node's
@@ -58,6 +59,31 @@
 //! # }
 //! ```
 //!
+//! # Consumer group
+//! Members of a group share the subscribed topics' partitions; each commits the offset of the
+//! next record to process, and a member that takes a partition over starts there. See
+//! [`GroupConsumer`] for rebalance events and commits.
+//! ```no_run
+//! use skein_client::{Client, ClientConfig, GroupConsumer, GroupConsumerConfig, OffsetReset};
+//!
+//! # async fn run() -> Result<(), skein_client::ClientError> {
+//! let client = Client::new(ClientConfig::new("127.0.0.1:9650"))?;
+//! let config = GroupConsumerConfig {
+//!     auto_offset_reset: OffsetReset::Earliest,
+//!     ..GroupConsumerConfig::new("billing")
+//! };
+//! let mut consumer = GroupConsumer::new(client, config)?;
+//! consumer.subscribe(["orders"]);
+//! for _ in 0..100 {
+//!     for record in consumer.poll().await? {
+//!         println!("{}:{} @{}", record.topic, record.partition, record.offset);
+//!     }
+//!     consumer.commit().await?; // or rely on auto-commit
+//! }
+//! consumer.close().await?; // commits and leaves the group
+//! # Ok(()) }
+//! ```
+//!
 //! # Admin
 //! ```no_run
 //! use skein_client::{Admin, Client, ClientConfig, NewTopic, OffsetSpec, TopicPartition};
@@ -83,6 +109,7 @@ mod config;
 mod consumer;
 mod decode;
 mod error;
+mod group;
 pub mod partitioner;
 mod producer;
 mod record;
@@ -92,11 +119,17 @@ pub use crate::cluster::{
     Client, ClusterMetadata, NodeDescription, PartitionDescription, TopicDescription,
 };
 pub use crate::config::{
-    parse_broker_list, Acks, ClientConfig, Compression, ConsumerConfig, OffsetReset,
-    ProducerConfig, DEFAULT_BROKERS,
+    parse_broker_list, Acks, AssignmentStrategy, ClientConfig, Compression, ConsumerConfig,
+    GroupConsumerConfig, OffsetReset, ProducerConfig, DEFAULT_BROKERS, SESSION_TIMEOUT_MAX,
+    SESSION_TIMEOUT_MIN,
 };
 pub use crate::consumer::Consumer;
 pub use crate::error::{ClientError, ErrorCode, LeaderHint, Result};
+pub use crate::group::admin::{
+    GroupDescription, GroupListing, GroupMember, OffsetAndMetadata, PartitionLag, ResetPlan,
+    ResetPlanEntry, ResetStrategy, TopicPartitions,
+};
+pub use crate::group::consumer::{CommitHandle, GroupConsumer, GroupEvent};
 pub use crate::producer::{DeliveryFuture, Producer};
 pub use crate::record::{ConsumerRecord, Header, ProducerRecord, RecordMetadata, TopicPartition};
 

@@ -63,6 +63,8 @@ pub struct Broker {
     reconciled: AtomicBool,
     pub(crate) stopping: AtomicBool,
     peer_channels: Mutex<HashMap<NodeId, Channel>>,
+    /// Consumer-group coordination for the offsets partitions this node leads.
+    pub(crate) coordinator: crate::groups::Coordinator,
 }
 
 /// Directory of the metadata group.
@@ -127,6 +129,7 @@ impl Broker {
             reconciled: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             peer_channels: Mutex::new(HashMap::new()),
+            coordinator: crate::groups::Coordinator::default(),
         }))
     }
 

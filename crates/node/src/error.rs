@@ -123,6 +123,68 @@ pub enum NodeError {
         epoch: i16,
     },
 
+    /// This node does not coordinate the group.
+    #[error("this node does not coordinate group `{group}`{}", leader_text(.coordinator))]
+    NotCoordinator {
+        /// The group.
+        group: String,
+        /// The coordinator, when known: node id and client address.
+        coordinator: Option<(u64, String)>,
+    },
+
+    /// The group's coordinator is being elected or is loading its offsets.
+    #[error("the coordinator of group `{0}` is not available yet; retry shortly")]
+    CoordinatorNotAvailable(String),
+
+    /// The group is rebalancing.
+    #[error("group `{0}` is rebalancing: commit what was processed and join again")]
+    RebalanceInProgress(String),
+
+    /// The member is not in the group.
+    #[error("member `{member}` is not in group `{group}`: join again")]
+    UnknownMember {
+        /// The group.
+        group: String,
+        /// The member id given.
+        member: String,
+    },
+
+    /// A stale generation.
+    #[error("generation {got} of group `{group}` is stale (current {current}): join again")]
+    IllegalGeneration {
+        /// The group.
+        group: String,
+        /// Generation given.
+        got: u64,
+        /// Current generation.
+        current: u64,
+    },
+
+    /// The group has members.
+    #[error("group `{group}` has {members} active members; stop them first (see `skein group describe {group}`)")]
+    GroupNotEmpty {
+        /// The group.
+        group: String,
+        /// How many members.
+        members: usize,
+    },
+
+    /// No such group.
+    #[error("group `{0}` does not exist")]
+    GroupNotFound(String),
+
+    /// A bad group id.
+    #[error("invalid group id {0:?}: use 1 to 255 printable characters")]
+    InvalidGroupId(String),
+
+    /// Another member took this static instance id.
+    #[error("static member `{0}` was replaced by a newer member with the same instance id")]
+    FencedInstanceId(String),
+
+    /// A session timeout out of bounds.
+    #[error("session timeout {0} ms is out of range [1000, 300000]")]
+    InvalidSessionTimeout(u64),
+
     /// A Raft group failed or refused.
     #[error(transparent)]
     Raft(#[from] skein_raft::Error),
@@ -160,6 +222,16 @@ impl NodeError {
             NodeError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             NodeError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
             NodeError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+            NodeError::NotCoordinator { .. } => ErrorCode::NotCoordinator,
+            NodeError::CoordinatorNotAvailable(_) => ErrorCode::CoordinatorNotAvailable,
+            NodeError::RebalanceInProgress(_) => ErrorCode::RebalanceInProgress,
+            NodeError::UnknownMember { .. } => ErrorCode::UnknownMemberId,
+            NodeError::IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
+            NodeError::GroupNotEmpty { .. } => ErrorCode::GroupNotEmpty,
+            NodeError::GroupNotFound(_) => ErrorCode::GroupNotFound,
+            NodeError::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
+            NodeError::FencedInstanceId(_) => ErrorCode::FencedInstanceId,
+            NodeError::InvalidSessionTimeout(_) => ErrorCode::InvalidSessionTimeout,
             NodeError::Raft(e) => raft_code(e),
             NodeError::Internal(_) => ErrorCode::Internal,
         }
@@ -170,6 +242,10 @@ impl NodeError {
         let leader = match self {
             NodeError::NotLeader {
                 leader: Some((id, addr)),
+            }
+            | NodeError::NotCoordinator {
+                coordinator: Some((id, addr)),
+                ..
             } => Some(v1::LeaderHint {
                 node_id: *id,
                 client_addr: addr.clone(),
@@ -190,7 +266,18 @@ impl NodeError {
             ErrorCode::NotLeader
             | ErrorCode::LeaderNotAvailable
             | ErrorCode::NodeNotReady
-            | ErrorCode::Throttled => tonic::Code::Unavailable,
+            | ErrorCode::Throttled
+            | ErrorCode::NotCoordinator
+            | ErrorCode::CoordinatorNotAvailable => tonic::Code::Unavailable,
+            ErrorCode::RebalanceInProgress
+            | ErrorCode::UnknownMemberId
+            | ErrorCode::IllegalGeneration
+            | ErrorCode::GroupNotEmpty
+            | ErrorCode::FencedInstanceId => tonic::Code::FailedPrecondition,
+            ErrorCode::GroupNotFound => tonic::Code::NotFound,
+            ErrorCode::InvalidGroupId | ErrorCode::InvalidSessionTimeout => {
+                tonic::Code::InvalidArgument
+            }
             ErrorCode::UnknownTopicOrPartition => tonic::Code::NotFound,
             ErrorCode::TopicAlreadyExists => tonic::Code::AlreadyExists,
             ErrorCode::InvalidTopicName
@@ -214,6 +301,10 @@ impl NodeError {
         }
         if let NodeError::NotLeader {
             leader: Some((id, addr)),
+        }
+        | NodeError::NotCoordinator {
+            coordinator: Some((id, addr)),
+            ..
         } = self
         {
             if let Ok(v) = id.to_string().parse() {

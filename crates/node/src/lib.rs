@@ -6,6 +6,7 @@
 //! - [`service`]: the client gRPC API; [`internal`]: node-to-node control calls;
 //! - [`server`]: binding, serving and graceful shutdown ([`run`]);
 //! - [`http`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`groups`]: consumer-group coordination and committed offsets;
 //! - [`topics`]: topic names and per-topic settings; [`placement`]: replica placement;
 //! - [`error`]: the broker's error type and its one mapping to gRPC statuses;
 //! - [`debug`]: the offline inspector (`skein-node debug ...`);
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod debug;
 pub mod error;
+pub mod groups;
 pub mod http;
 pub mod internal;
 pub mod metrics;

@@ -34,6 +34,21 @@ pub struct PartitionGauge {
     pub commit_lag: u64,
 }
 
+/// A consumer group's committed offset on one partition, as shown on `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupGauge {
+    /// Group id.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Committed offset.
+    pub committed: u64,
+    /// High watermark minus committed offset, when the high watermark is known here.
+    pub lag: Option<u64>,
+}
+
 /// The node's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -142,7 +157,12 @@ impl Metrics {
     }
 
     /// Renders every metric, with the per-partition gauges given.
-    pub fn render(&self, node_id: u64, partitions: &[PartitionGauge]) -> String {
+    pub fn render(
+        &self,
+        node_id: u64,
+        partitions: &[PartitionGauge],
+        groups: &[GroupGauge],
+    ) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -219,9 +239,42 @@ impl Metrics {
                 );
             }
         }
+        let w = &mut out;
+        let _ = writeln!(w, "# HELP skein_group_committed_offset Committed offset of a consumer group (groups coordinated by this node).");
+        let _ = writeln!(w, "# TYPE skein_group_committed_offset gauge");
+        for g in groups {
+            let _ = writeln!(
+                w,
+                "skein_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                escape(&g.group),
+                g.topic,
+                g.partition,
+                g.committed
+            );
+        }
+        let _ = writeln!(w, "# HELP skein_group_lag Records between a group's committed offset and the high watermark.");
+        let _ = writeln!(w, "# TYPE skein_group_lag gauge");
+        for g in groups {
+            if let Some(lag) = g.lag {
+                let _ = writeln!(
+                    w,
+                    "skein_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {lag}",
+                    escape(&g.group),
+                    g.topic,
+                    g.partition
+                );
+            }
+        }
         out.push_str("# EOF\n");
         out
     }
+}
+
+/// Escapes a label value (group ids may hold quotes and backslashes).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -245,6 +298,17 @@ mod tests {
                 log_end_offset: 12,
                 commit_lag: 1,
             }],
+            &[GroupGauge {
+                group: "billing".into(),
+                topic: "orders".into(),
+                partition: 1,
+                committed: 7,
+                lag: Some(3),
+            }],
+        );
+        assert!(
+            text.contains("skein_group_lag{group=\"billing\",topic=\"orders\",partition=\"1\"} 3"),
+            "{text}"
         );
         assert!(text.contains("skein_produce_requests_total 1"), "{text}");
         assert!(text.contains("skein_produce_records_total 1000"), "{text}");

@@ -173,7 +173,8 @@ impl HttpState for HttpView {
         let gauges = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(b.partition_gauges())
         });
-        self.0.metrics.render(self.0.node_id(), &gauges)
+        let groups = self.0.group_gauges();
+        self.0.metrics.render(self.0.node_id(), &gauges, &groups)
     }
 }
 
@@ -227,7 +228,8 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let peer_server = Server::builder()
+    // Raft traffic wants large HTTP/2 windows (the default 1 MiB throttles replication).
+    let peer_server = skein_raft::RaftService::server_builder(broker.registry.config())
         .add_service(skein_raft::RaftService::new(broker.registry.clone()).into_server())
         .add_service(pb::node_control_server::NodeControlServer::new(
             NodeControlApi::new(broker.clone()),
@@ -251,6 +253,12 @@ pub async fn run(
                 .max_decoding_message_size(max),
         )
         .add_service(
+            pb::group_service_server::GroupServiceServer::new(
+                crate::groups::service::GroupApi::new(broker.clone()),
+            )
+            .max_decoding_message_size(max),
+        )
+        .add_service(
             pb::fetch_service_server::FetchServiceServer::new(api)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(limits.fetch_bytes_max as usize + (1 << 20)),
@@ -272,6 +280,7 @@ pub async fn run(
 
     tokio::spawn(broker.clone().watch_metadata());
     tokio::spawn(broker.clone().reconcile_loop());
+    tokio::spawn(broker.clone().group_timer());
     let b = broker.clone();
     tokio::spawn(async move {
         if let Err(e) = b.bootstrap().await {

@@ -108,6 +108,12 @@ impl ClientApi {
     async fn create_topic_inner(&self, req: pb::CreateTopicRequest) -> Result<pb::TopicInfo> {
         self.check_ready()?;
         validate_topic_name(&req.name)?;
+        if req.name == crate::groups::OFFSETS_TOPIC {
+            return Err(NodeError::InvalidTopicName {
+                name: req.name,
+                reason: "the name is reserved for Skein's committed offsets".into(),
+            });
+        }
         let defaults = &self.broker.config.topic_defaults;
         let partitions = if req.partitions == 0 {
             defaults.partitions
@@ -412,6 +418,9 @@ impl pb::metadata_service_server::MetadataService for ClientApi {
         self.check_ready()?;
         let name = req.into_inner().name;
         validate_topic_name(&name)?;
+        if name == crate::groups::OFFSETS_TOPIC {
+            return Err(NodeError::InvalidRequest(format!("{name} holds consumer groups' committed offsets and cannot be deleted; delete groups with `skein group delete`")).into());
+        }
         let cmd = MetaCommand::DeleteTopic { name: name.clone() };
         match self
             .broker

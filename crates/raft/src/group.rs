@@ -228,6 +228,7 @@ where
         })?;
         // Make everything written durable before the replica is reopened.
         self.shared.inner.lock().await.log.flush()?;
+        self.shared.sync_committed()?;
         Ok(())
     }
 }

@@ -7,6 +7,11 @@
 //!   which fsyncs once for every append queued since its last fsync (group commit) and only then
 //!   calls the callbacks.
 //! - The vote and the purge point live in their own small files, written atomically.
+//! - The committed log id is written in place on every commit (one small CRC-checked record, no
+//!   fsync; fsynced at shutdown) so that a restarted replica re-applies its committed entries and
+//!   restores its high watermark without waiting for a leader. Raft does not need it: a lost or
+//!   stale record only means less is re-applied at start, and a record the local log does not
+//!   back (a follower commits entries before they are fsynced) is ignored.
 //! - `purge` records the purge point first, then deletes whole sealed segments; entries at or below
 //!   the purge point that are still on disk are never returned.
 
@@ -41,6 +46,56 @@ const RESET_WAIT: Duration = Duration::from_secs(30);
 
 type StoreError = StorageError<NodeId>;
 
+/// Format version of the committed-log-id record.
+const COMMITTED_VERSION: u8 = 1;
+/// The committed record: version, term and index (little endian), then the CRC-32 of those 17
+/// bytes. It is rewritten in place at offset 0, within one disk sector.
+const COMMITTED_RECORD_BYTES: usize = 21;
+const _: () = assert!(COMMITTED_RECORD_BYTES <= 512);
+
+fn encode_committed(c: LogId) -> [u8; COMMITTED_RECORD_BYTES] {
+    let mut b = [0u8; COMMITTED_RECORD_BYTES];
+    b[0] = COMMITTED_VERSION;
+    b[1..9].copy_from_slice(&c.leader_id.term.to_le_bytes());
+    b[9..17].copy_from_slice(&c.index.to_le_bytes());
+    let crc = crc32fast::hash(&b[..17]);
+    b[17..].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Decodes a committed record; `None` for a missing, torn or foreign one.
+fn decode_committed(b: &[u8]) -> Option<LogId> {
+    let b: &[u8; COMMITTED_RECORD_BYTES] = b.get(..COMMITTED_RECORD_BYTES)?.try_into().ok()?;
+    let crc = u32::from_le_bytes(b[17..].try_into().ok()?);
+    if b[0] != COMMITTED_VERSION || crc32fast::hash(&b[..17]) != crc {
+        return None;
+    }
+    let term = u64::from_le_bytes(b[1..9].try_into().ok()?);
+    let index = u64::from_le_bytes(b[9..17].try_into().ok()?);
+    Some(log_id(term, index))
+}
+
+/// Opens (creating if needed) the committed-record file; a new file's directory entry is made
+/// durable.
+fn open_committed(path: &Path) -> Result<std::fs::File> {
+    let existed = path.exists();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    if !existed {
+        f.sync_all()
+            .and_then(|()| {
+                std::fs::File::open(path.parent().unwrap_or_else(|| Path::new(".")))?.sync_all()
+            })
+            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    }
+    Ok(f)
+}
+
 /// Where a group keeps its files.
 #[derive(Debug, Clone)]
 pub(crate) struct GroupPaths {
@@ -48,6 +103,7 @@ pub(crate) struct GroupPaths {
     pub(crate) vote: PathBuf,
     pub(crate) purged: PathBuf,
     pub(crate) snapshot: PathBuf,
+    pub(crate) committed: PathBuf,
 }
 
 impl GroupPaths {
@@ -57,6 +113,7 @@ impl GroupPaths {
             vote: dir.join("vote"),
             purged: dir.join("purged"),
             snapshot: dir.join("snapshot"),
+            committed: dir.join("committed"),
         }
     }
 }
@@ -137,6 +194,8 @@ pub(crate) struct LogShared {
     pub(crate) inner: Mutex<LogInner>,
     /// Signalled whenever the state machine repositions the log after installing a snapshot.
     pub(crate) reset: Notify,
+    /// The committed-record file (see the module docs), written with positioned writes.
+    committed: std::fs::File,
 }
 
 impl LogShared {
@@ -153,6 +212,7 @@ impl LogShared {
         let log = PartitionLog::open(&paths.log, config)?;
         let vote = read_meta::<Vote>(&paths.vote, "vote file")?;
         let last_purged = read_meta::<LogId>(&paths.purged, "purge-point file")?;
+        let committed = open_committed(&paths.committed)?;
         Ok(Arc::new(LogShared {
             group,
             node,
@@ -163,7 +223,58 @@ impl LogShared {
                 last_purged,
             }),
             reset: Notify::new(),
+            committed,
         }))
+    }
+
+    /// Makes the last committed record durable (at shutdown; commits do not fsync it).
+    pub(crate) fn sync_committed(&self) -> Result<()> {
+        self.committed
+            .sync_data()
+            .map_err(|e| Error::io(format!("fsync {}", self.paths.committed.display()), e))
+    }
+
+    /// The committed log id recorded on disk, if the local log backs it: the log must hold that
+    /// very entry (same index and term). A follower records commits of entries it has accepted
+    /// but maybe not yet fsynced, so after a crash the record can be ahead of the log; such a
+    /// record, a torn one, or one at or below the purge point (the snapshot covers it) is
+    /// ignored and openraft starts from the snapshot's last applied entry.
+    async fn recorded_committed(&self) -> Result<Option<LogId>> {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; COMMITTED_RECORD_BYTES];
+        let n = self
+            .committed
+            .read_at(&mut b, 0)
+            .map_err(|e| Error::io(format!("read {}", self.paths.committed.display()), e))?;
+        let Some(c) = decode_committed(&b[..n]) else {
+            if n > 0 {
+                tracing::warn!(
+                    group = self.group,
+                    node = self.node,
+                    bytes = n,
+                    "ignore unreadable committed record"
+                );
+            }
+            return Ok(None);
+        };
+        let g = self.inner.lock().await;
+        if g.last_purged.is_some_and(|p| c.index <= p.index) {
+            return Ok(None);
+        }
+        let backed = c.index >= g.log.first_index()
+            && c.index < g.log.next_index()
+            && g.log.entry(c.index)?.header().raft_term == c.leader_id.term;
+        if !backed {
+            tracing::info!(
+                group = self.group,
+                node = self.node,
+                committed = %c,
+                next_index = g.log.next_index(),
+                "ignore committed record the local log does not hold"
+            );
+            return Ok(None);
+        }
+        Ok(Some(c))
     }
 }
 
@@ -480,6 +591,25 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
         Ok(self.shared.inner.lock().await.vote)
     }
 
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId>,
+    ) -> std::result::Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let Some(c) = committed else {
+            return Ok(());
+        };
+        // A positioned write into the page cache, no fsync: see the module docs.
+        self.shared
+            .committed
+            .write_all_at(&encode_committed(c), 0)
+            .map_err(|e| StoreError::from(StorageIOError::write(AnyError::new(&e))))
+    }
+
+    async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, StoreError> {
+        self.shared.recorded_committed().await.map_err(read_err)
+    }
+
     async fn append<I>(
         &mut self,
         entries: I,
@@ -560,5 +690,53 @@ mod tests {
         let st = store.get_log_state().await.expect("log state");
         assert_eq!(st.last_purged_log_id, Some(log_id(2, 5)));
         assert_eq!(st.last_log_id, Some(log_id(2, 5)));
+    }
+
+    async fn append_blanks(shared: &LogShared, term: u64, n: u64) {
+        let mut g = shared.inner.lock().await;
+        for i in 0..n {
+            let blank = batch::control_batch(EntryKind::Blank, 0, &[]);
+            g.log.append_entry(&blank, term, i).expect("append");
+        }
+        g.log.flush().expect("flush");
+    }
+
+    #[tokio::test]
+    async fn committed_record_survives_reopen_only_when_the_log_holds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("open");
+            let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
+            assert_eq!(store.read_committed().await.expect("read"), None);
+            append_blanks(&shared, 2, 5).await;
+            store
+                .save_committed(Some(log_id(2, 3)))
+                .await
+                .expect("save committed");
+            shared.sync_committed().expect("sync committed");
+        }
+        let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("reopen");
+        let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
+        assert_eq!(
+            store.read_committed().await.expect("read"),
+            Some(log_id(2, 3))
+        );
+        // Ahead of the log (a follower's commit of entries not yet fsynced): ignored.
+        store
+            .save_committed(Some(log_id(2, 9)))
+            .await
+            .expect("save committed");
+        assert_eq!(store.read_committed().await.expect("read"), None);
+        // Another term at that index (the log was truncated and rewritten): ignored.
+        store
+            .save_committed(Some(log_id(1, 4)))
+            .await
+            .expect("save committed");
+        assert_eq!(store.read_committed().await.expect("read"), None);
+        // A torn record: ignored.
+        let mut torn = encode_committed(log_id(2, 4));
+        torn[10] ^= 0xff;
+        std::fs::write(&shared.paths.committed, torn).expect("write torn record");
+        assert_eq!(store.read_committed().await.expect("read"), None);
     }
 }

@@ -305,10 +305,15 @@ impl PartitionGroup {
                     leader: f.leader_id,
                 })
             }
-            Err(RaftError::APIError(e)) => Err(Error::Raft {
-                group: self.id(),
-                message: e.to_string(),
-            }),
+            // The leader could not confirm a quorum in time (a partition, or a loaded machine):
+            // retryable, like not being the leader.
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(Error::NotLeader {
+                    group: self.id(),
+                    node: self.node_id(),
+                    leader: None,
+                })
+            }
             Err(RaftError::Fatal(f)) => Err(Error::Stopped {
                 group: self.id(),
                 reason: f.to_string(),

@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use skein_client::proto as pb;
 use skein_client::proto::fetch_service_server::{FetchService, FetchServiceServer};
+use skein_client::proto::group_service_server::{GroupService, GroupServiceServer};
 use skein_client::proto::metadata_service_server::{MetadataService, MetadataServiceServer};
 use skein_client::proto::produce_service_server::{ProduceService, ProduceServiceServer};
 use skein_client::ErrorCode;
@@ -48,6 +49,13 @@ pub struct Counters {
     pub list_offsets: usize,
     /// Produce batches answered from the idempotence table instead of being appended.
     pub deduplicated: usize,
+    /// Group calls answered NOT_COORDINATOR.
+    pub not_coordinator: usize,
+    pub joins: usize,
+    pub syncs: usize,
+    pub heartbeats: usize,
+    pub commits: usize,
+    pub leaves: usize,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +77,36 @@ struct ClusterState {
     next_producer_id: i64,
     faults: HashMap<u64, Faults>,
     counters: HashMap<u64, Counters>,
+    /// Consumer groups (the coordinator's state; shared, only `group_coordinator` serves it).
+    groups: BTreeMap<String, FakeGroup>,
+    /// Node that coordinates every group (0: the first node started).
+    group_coordinator: u64,
+    next_member: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeMember {
+    pub instance_id: String,
+    pub client_id: String,
+    pub topics: Vec<String>,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    last_seen: tokio::time::Instant,
+    /// Joined in the current rebalance.
+    rejoined: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct FakeGroup {
+    pub generation: u64,
+    pub members: BTreeMap<String, FakeMember>,
+    pub rebalancing: bool,
+    deadline: Option<tokio::time::Instant>,
+    pub strategy: i32,
+    /// member -> (topic, partition)
+    pub assignment: BTreeMap<String, Vec<(String, u32)>>,
+    /// (topic, partition) -> (offset, metadata)
+    pub committed: BTreeMap<(String, u32), (u64, String)>,
 }
 
 /// A set of fake nodes sharing topics and logs.
@@ -107,7 +145,8 @@ impl FakeCluster {
             let _ = tonic::transport::Server::builder()
                 .add_service(MetadataServiceServer::new(node.clone()))
                 .add_service(ProduceServiceServer::new(node.clone()))
-                .add_service(FetchServiceServer::new(node))
+                .add_service(FetchServiceServer::new(node.clone()))
+                .add_service(GroupServiceServer::new(node))
                 .serve_with_incoming(incoming)
                 .await;
         });
@@ -142,7 +181,78 @@ impl FakeCluster {
             fetch: c.fetch,
             list_offsets: c.list_offsets,
             deduplicated: c.deduplicated,
+            not_coordinator: c.not_coordinator,
+            joins: c.joins,
+            syncs: c.syncs,
+            heartbeats: c.heartbeats,
+            commits: c.commits,
+            leaves: c.leaves,
         }
+    }
+
+    /// Makes `node` the coordinator of every group.
+    pub fn set_group_coordinator(&self, node: u64) {
+        self.lock().group_coordinator = node;
+    }
+
+    /// Starts a rebalance of `group` (as if a member had joined): heartbeats answer
+    /// REBALANCE_IN_PROGRESS until every member has joined again.
+    pub fn trigger_rebalance(&self, group: &str) {
+        let mut s = self.lock();
+        if let Some(g) = s.groups.get_mut(group) {
+            start_rebalance(g);
+        }
+    }
+
+    /// Removes a member as if its session had expired (it gets UNKNOWN_MEMBER_ID next).
+    pub fn expire_member(&self, group: &str, member: &str) {
+        let mut s = self.lock();
+        if let Some(g) = s.groups.get_mut(group) {
+            g.members.remove(member);
+            g.assignment.remove(member);
+            if !g.members.is_empty() {
+                start_rebalance(g);
+            }
+        }
+    }
+
+    pub fn generation(&self, group: &str) -> u64 {
+        self.lock().groups.get(group).map_or(0, |g| g.generation)
+    }
+
+    pub fn members(&self, group: &str) -> Vec<String> {
+        self.lock()
+            .groups
+            .get(group)
+            .map(|g| g.members.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Partitions of `topic` assigned to `member`.
+    pub fn assigned(&self, group: &str, member: &str) -> Vec<u32> {
+        self.lock()
+            .groups
+            .get(group)
+            .and_then(|g| g.assignment.get(member))
+            .map(|a| a.iter().map(|(_, p)| *p).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Option<u64> {
+        self.lock()
+            .groups
+            .get(group)
+            .and_then(|g| g.committed.get(&(topic.to_string(), partition)))
+            .map(|(o, _)| *o)
+    }
+
+    pub fn set_committed(&self, group: &str, topic: &str, partition: u32, offset: u64) {
+        self.lock()
+            .groups
+            .entry(group.to_string())
+            .or_default()
+            .committed
+            .insert((topic.to_string(), partition), (offset, String::new()));
     }
 
     /// The values stored in a partition, in offset order, with their offsets.
@@ -697,5 +807,682 @@ impl FetchService for FakeNode {
             });
         }
         Ok(Response::new(pb::ListOffsetsResponse { partitions: out }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GroupService: a simplified coordinator (in memory, no __consumer_offsets).
+
+fn group_status(code: ErrorCode, message: &str) -> Status {
+    let mut st = Status::failed_precondition(message.to_string());
+    st.metadata_mut().insert(
+        "skein-error-code",
+        (code as i32).to_string().parse().expect("ascii"),
+    );
+    st
+}
+
+fn group_error(code: ErrorCode, message: &str) -> Option<pb::Error> {
+    partition_error(code, message)
+}
+
+fn start_rebalance(g: &mut FakeGroup) {
+    g.rebalancing = true;
+    let timeout = g
+        .members
+        .values()
+        .map(|m| m.rebalance_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(5));
+    g.deadline = Some(tokio::time::Instant::now() + timeout);
+    for m in g.members.values_mut() {
+        m.rejoined = false;
+    }
+}
+
+fn expire_members(g: &mut FakeGroup) {
+    let now = tokio::time::Instant::now();
+    let before = g.members.len();
+    g.members
+        .retain(|_, m| now.duration_since(m.last_seen) <= m.session_timeout);
+    if g.members.len() != before {
+        let members = g.members.clone();
+        g.assignment.retain(|id, _| members.contains_key(id));
+        if !g.members.is_empty() && !g.rebalancing {
+            start_rebalance(g);
+        }
+    }
+}
+
+/// Completes the rebalance: drops members that did not rejoin, computes the assignment.
+fn complete_rebalance(g: &mut FakeGroup, topics: &HashMap<String, Vec<u64>>) {
+    g.members.retain(|_, m| m.rejoined);
+    let members: Vec<String> = g.members.keys().cloned().collect();
+    let mut all: Vec<(String, u32)> = Vec::new();
+    let mut subscribed: Vec<String> = g.members.values().flat_map(|m| m.topics.clone()).collect();
+    subscribed.sort();
+    subscribed.dedup();
+    for t in &subscribed {
+        if let Some(leaders) = topics.get(t) {
+            all.extend((0..leaders.len() as u32).map(|p| (t.clone(), p)));
+        }
+    }
+    let mut next: BTreeMap<String, Vec<(String, u32)>> =
+        members.iter().map(|m| (m.clone(), Vec::new())).collect();
+    if !members.is_empty() {
+        match pb::AssignmentStrategy::try_from(g.strategy).unwrap_or(pb::AssignmentStrategy::Range)
+        {
+            pb::AssignmentStrategy::RoundRobin => {
+                for (i, tp) in all.iter().enumerate() {
+                    next.get_mut(&members[i % members.len()])
+                        .expect("member")
+                        .push(tp.clone());
+                }
+            }
+            pb::AssignmentStrategy::Range => {
+                for t in &subscribed {
+                    let parts: Vec<&(String, u32)> = all.iter().filter(|(x, _)| x == t).collect();
+                    let n = parts.len();
+                    let m = members.len();
+                    let mut i = 0;
+                    for (k, member) in members.iter().enumerate() {
+                        let count = n / m + usize::from(k < n % m);
+                        for tp in &parts[i..i + count] {
+                            next.get_mut(member).expect("member").push((*tp).clone());
+                        }
+                        i += count;
+                    }
+                }
+            }
+            pb::AssignmentStrategy::CooperativeSticky => {
+                let n = all.len();
+                let m = members.len();
+                let quota = |k: usize| n / m + usize::from(k < n % m);
+                let mut taken: Vec<(String, u32)> = Vec::new();
+                // Keep what each member owned, up to its quota.
+                for (k, member) in members.iter().enumerate() {
+                    if let Some(prev) = g.assignment.get(member) {
+                        for tp in prev {
+                            if all.contains(tp)
+                                && !taken.contains(tp)
+                                && next[member].len() < quota(k)
+                            {
+                                next.get_mut(member).expect("member").push(tp.clone());
+                                taken.push(tp.clone());
+                            }
+                        }
+                    }
+                }
+                for tp in &all {
+                    if taken.contains(tp) {
+                        continue;
+                    }
+                    let (k, member) = members
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, mm)| next[*mm].len() < quota(*k))
+                        .min_by_key(|(_, mm)| next[*mm].len())
+                        .expect("quota left");
+                    let _ = k;
+                    next.get_mut(member).expect("member").push(tp.clone());
+                }
+            }
+        }
+    }
+    for v in next.values_mut() {
+        v.sort();
+    }
+    g.assignment = next;
+    g.generation += 1;
+    g.rebalancing = false;
+    g.deadline = None;
+}
+
+impl FakeNode {
+    /// Err(NOT_COORDINATOR status naming the coordinator) unless this node coordinates.
+    fn check_coordinator(&self, s: &mut ClusterState) -> Result<(), Status> {
+        let coordinator = coordinator_of(s);
+        if coordinator == self.node_id {
+            return Ok(());
+        }
+        s.counters.entry(self.node_id).or_default().not_coordinator += 1;
+        let addr = s
+            .nodes
+            .iter()
+            .find(|(id, _)| *id == coordinator)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        let mut st = group_status(ErrorCode::NotCoordinator, "not the coordinator");
+        st.metadata_mut().insert(
+            "skein-leader-id",
+            coordinator.to_string().parse().expect("ascii"),
+        );
+        st.metadata_mut()
+            .insert("skein-leader-addr", addr.parse().expect("ascii"));
+        Err(st)
+    }
+}
+
+fn coordinator_of(s: &ClusterState) -> u64 {
+    if s.group_coordinator != 0 {
+        s.group_coordinator
+    } else {
+        s.nodes.first().map_or(0, |(id, _)| *id)
+    }
+}
+
+fn group_state(g: &FakeGroup) -> &'static str {
+    if g.members.is_empty() {
+        "Empty"
+    } else if g.rebalancing {
+        "PreparingRebalance"
+    } else {
+        "Stable"
+    }
+}
+
+fn to_topic_partitions(v: &[(String, u32)]) -> Vec<pb::TopicPartitions> {
+    let mut by: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (t, p) in v {
+        by.entry(t.clone()).or_default().push(*p);
+    }
+    by.into_iter()
+        .map(|(topic, partitions)| pb::TopicPartitions { topic, partitions })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl GroupService for FakeNode {
+    async fn find_coordinator(
+        &self,
+        _request: Request<pb::FindCoordinatorRequest>,
+    ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
+        let s = self.cluster.lock();
+        let node_id = coordinator_of(&s);
+        let client_addr = s
+            .nodes
+            .iter()
+            .find(|(id, _)| *id == node_id)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_default();
+        Ok(Response::new(pb::FindCoordinatorResponse {
+            node_id,
+            client_addr,
+        }))
+    }
+
+    async fn join_group(
+        &self,
+        request: Request<pb::JoinGroupRequest>,
+    ) -> Result<Response<pb::JoinGroupResponse>, Status> {
+        let r = request.into_inner();
+        let member_id;
+        {
+            let mut guard = self.cluster.lock();
+            let s = &mut *guard;
+            self.check_coordinator(s)?;
+            s.counters.entry(self.node_id).or_default().joins += 1;
+            if r.group.is_empty() {
+                return Ok(Response::new(pb::JoinGroupResponse {
+                    error: group_error(ErrorCode::InvalidGroupId, "empty group id"),
+                    ..Default::default()
+                }));
+            }
+            if !(1_000..=300_000).contains(&r.session_timeout_ms) {
+                return Ok(Response::new(pb::JoinGroupResponse {
+                    error: group_error(ErrorCode::InvalidSessionTimeout, "out of range"),
+                    ..Default::default()
+                }));
+            }
+            s.next_member += 1;
+            let fresh = format!("member-{}", s.next_member);
+            let g = s.groups.entry(r.group.clone()).or_default();
+            expire_members(g);
+            g.strategy = r.strategy;
+            let static_id = (!r.group_instance_id.is_empty())
+                .then(|| {
+                    g.members
+                        .iter()
+                        .find(|(_, m)| m.instance_id == r.group_instance_id)
+                        .map(|(id, _)| id.clone())
+                })
+                .flatten();
+            let id = if r.member_id.is_empty() {
+                static_id.clone().unwrap_or(fresh)
+            } else if g.members.contains_key(&r.member_id) {
+                r.member_id.clone()
+            } else {
+                return Ok(Response::new(pb::JoinGroupResponse {
+                    error: group_error(ErrorCode::UnknownMemberId, "unknown member"),
+                    ..Default::default()
+                }));
+            };
+            let now = tokio::time::Instant::now();
+            let existing = g.members.get(&id).cloned();
+            let unchanged = existing.as_ref().is_some_and(|m| m.topics == r.topics);
+            if static_id.is_some() && unchanged && !g.rebalancing {
+                // A static member coming back: same id, no rebalance.
+                if let Some(m) = g.members.get_mut(&id) {
+                    m.last_seen = now;
+                }
+                return Ok(Response::new(pb::JoinGroupResponse {
+                    error: None,
+                    generation: g.generation,
+                    member_id: id,
+                    leader_id: g.members.keys().next().cloned().unwrap_or_default(),
+                    strategy: g.strategy,
+                }));
+            }
+            if !g.rebalancing {
+                start_rebalance(g);
+            }
+            g.members.insert(
+                id.clone(),
+                FakeMember {
+                    instance_id: r.group_instance_id.clone(),
+                    client_id: r.client_id.clone(),
+                    topics: r.topics.clone(),
+                    session_timeout: Duration::from_millis(u64::from(r.session_timeout_ms)),
+                    rebalance_timeout: Duration::from_millis(u64::from(r.rebalance_timeout_ms)),
+                    last_seen: now,
+                    rejoined: true,
+                },
+            );
+            member_id = id;
+        }
+        // Wait until every member has rejoined (or the rebalance timeout), like the real one.
+        loop {
+            {
+                let mut guard = self.cluster.lock();
+                let s = &mut *guard;
+                let topics = s.topics.clone();
+                let Some(g) = s.groups.get_mut(&r.group) else {
+                    return Err(Status::internal("group vanished"));
+                };
+                if !g.members.contains_key(&member_id) {
+                    return Ok(Response::new(pb::JoinGroupResponse {
+                        error: group_error(ErrorCode::UnknownMemberId, "removed"),
+                        ..Default::default()
+                    }));
+                }
+                if g.rebalancing {
+                    let all = g.members.values().all(|m| m.rejoined);
+                    let late = g.deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+                    if all || late {
+                        complete_rebalance(g, &topics);
+                    }
+                }
+                if !g.rebalancing {
+                    if let Some(m) = g.members.get_mut(&member_id) {
+                        m.last_seen = tokio::time::Instant::now();
+                    }
+                    return Ok(Response::new(pb::JoinGroupResponse {
+                        error: None,
+                        generation: g.generation,
+                        member_id: member_id.clone(),
+                        leader_id: g.members.keys().next().cloned().unwrap_or_default(),
+                        strategy: g.strategy,
+                    }));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn sync_group(
+        &self,
+        request: Request<pb::SyncGroupRequest>,
+    ) -> Result<Response<pb::SyncGroupResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        s.counters.entry(self.node_id).or_default().syncs += 1;
+        let Some(g) = s.groups.get_mut(&r.group) else {
+            return Ok(Response::new(pb::SyncGroupResponse {
+                error: group_error(ErrorCode::UnknownMemberId, "no such group"),
+                assignment: vec![],
+            }));
+        };
+        let error = if !g.members.contains_key(&r.member_id) {
+            group_error(ErrorCode::UnknownMemberId, "unknown member")
+        } else if g.rebalancing {
+            group_error(ErrorCode::RebalanceInProgress, "rebalancing")
+        } else if r.generation != g.generation {
+            group_error(ErrorCode::IllegalGeneration, "stale generation")
+        } else {
+            None
+        };
+        let assignment = if error.is_none() {
+            to_topic_partitions(g.assignment.get(&r.member_id).map_or(&[][..], |v| v))
+        } else {
+            vec![]
+        };
+        Ok(Response::new(pb::SyncGroupResponse { error, assignment }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        s.counters.entry(self.node_id).or_default().heartbeats += 1;
+        let Some(g) = s.groups.get_mut(&r.group) else {
+            return Ok(Response::new(pb::HeartbeatResponse {
+                error: group_error(ErrorCode::UnknownMemberId, "no such group"),
+            }));
+        };
+        expire_members(g);
+        let error = match g.members.get_mut(&r.member_id) {
+            None => group_error(ErrorCode::UnknownMemberId, "unknown member"),
+            Some(m) => {
+                m.last_seen = tokio::time::Instant::now();
+                if g.rebalancing {
+                    group_error(ErrorCode::RebalanceInProgress, "rebalancing")
+                } else if r.generation != g.generation {
+                    group_error(ErrorCode::IllegalGeneration, "stale generation")
+                } else {
+                    None
+                }
+            }
+        };
+        Ok(Response::new(pb::HeartbeatResponse { error }))
+    }
+
+    async fn leave_group(
+        &self,
+        request: Request<pb::LeaveGroupRequest>,
+    ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        s.counters.entry(self.node_id).or_default().leaves += 1;
+        let Some(g) = s.groups.get_mut(&r.group) else {
+            return Ok(Response::new(pb::LeaveGroupResponse {
+                error: group_error(ErrorCode::UnknownMemberId, "no such group"),
+            }));
+        };
+        if g.members.remove(&r.member_id).is_none() {
+            return Ok(Response::new(pb::LeaveGroupResponse {
+                error: group_error(ErrorCode::UnknownMemberId, "unknown member"),
+            }));
+        }
+        g.assignment.remove(&r.member_id);
+        if !g.members.is_empty() {
+            start_rebalance(g);
+        }
+        Ok(Response::new(pb::LeaveGroupResponse { error: None }))
+    }
+
+    async fn commit_offsets(
+        &self,
+        request: Request<pb::CommitOffsetsRequest>,
+    ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        s.counters.entry(self.node_id).or_default().commits += 1;
+        let g = s.groups.entry(r.group.clone()).or_default();
+        let error = if r.member_id.is_empty() && r.generation == 0 {
+            (!g.members.is_empty())
+                .then(|| group_error(ErrorCode::GroupNotEmpty, "the group has members"))
+                .flatten()
+        } else if !g.members.contains_key(&r.member_id) {
+            group_error(ErrorCode::UnknownMemberId, "unknown member")
+        } else if r.generation != g.generation {
+            group_error(ErrorCode::IllegalGeneration, "stale generation")
+        } else {
+            None
+        };
+        if error.is_none() {
+            for o in r.offsets {
+                g.committed
+                    .insert((o.topic, o.partition), (o.offset, o.metadata));
+            }
+        }
+        Ok(Response::new(pb::CommitOffsetsResponse { error }))
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<pb::FetchOffsetsRequest>,
+    ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        let empty = FakeGroup::default();
+        let g = s.groups.get(&r.group).unwrap_or(&empty);
+        let offsets = if r.partitions.is_empty() {
+            g.committed
+                .iter()
+                .map(|((t, p), (o, m))| pb::CommittedOffset {
+                    topic: t.clone(),
+                    partition: *p,
+                    committed: true,
+                    offset: *o,
+                    metadata: m.clone(),
+                })
+                .collect()
+        } else {
+            r.partitions
+                .iter()
+                .flat_map(|tp| tp.partitions.iter().map(move |p| (tp.topic.clone(), *p)))
+                .map(|(t, p)| match g.committed.get(&(t.clone(), p)) {
+                    Some((o, m)) => pb::CommittedOffset {
+                        topic: t,
+                        partition: p,
+                        committed: true,
+                        offset: *o,
+                        metadata: m.clone(),
+                    },
+                    None => pb::CommittedOffset {
+                        topic: t,
+                        partition: p,
+                        ..Default::default()
+                    },
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::FetchOffsetsResponse {
+            error: None,
+            offsets,
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let s = self.cluster.lock();
+        let coordinator = coordinator_of(&s);
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups: s
+                .groups
+                .iter()
+                .map(|(name, g)| pb::GroupListing {
+                    group: name.clone(),
+                    state: group_state(g).into(),
+                    members: g.members.len() as u32,
+                    coordinator,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<pb::DescribeGroupRequest>,
+    ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        let coordinator = coordinator_of(s);
+        let Some(g) = s.groups.get(&r.group) else {
+            return Ok(Response::new(pb::DescribeGroupResponse {
+                error: group_error(ErrorCode::GroupNotFound, "no such group"),
+                group: r.group,
+                ..Default::default()
+            }));
+        };
+        let mut parts: BTreeMap<(String, u32), Option<String>> =
+            g.committed.keys().map(|k| (k.clone(), None)).collect();
+        for (m, a) in &g.assignment {
+            for tp in a {
+                parts.insert(tp.clone(), Some(m.clone()));
+            }
+        }
+        let partitions = parts
+            .into_iter()
+            .map(|((t, p), member)| {
+                let end = s.logs.get(&(t.clone(), p)).map_or(0, |l| l.next_offset);
+                let committed = g.committed.get(&(t.clone(), p)).map(|(o, _)| *o);
+                pb::PartitionLag {
+                    topic: t,
+                    partition: p,
+                    committed: committed.is_some(),
+                    committed_offset: committed.unwrap_or(0),
+                    end_offset: end,
+                    lag: end.saturating_sub(committed.unwrap_or(0)),
+                    member_id: member.unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::DescribeGroupResponse {
+            error: None,
+            group: r.group,
+            state: group_state(g).into(),
+            generation: g.generation,
+            strategy: g.strategy,
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| pb::MemberDescription {
+                    member_id: id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    assignment: to_topic_partitions(g.assignment.get(id).map_or(&[][..], |v| v)),
+                })
+                .collect(),
+            partitions,
+            coordinator,
+        }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        let error = match s.groups.get(&r.group) {
+            None => group_error(ErrorCode::GroupNotFound, "no such group"),
+            Some(g) if !g.members.is_empty() => {
+                group_error(ErrorCode::GroupNotEmpty, "the group has members")
+            }
+            Some(_) => {
+                s.groups.remove(&r.group);
+                None
+            }
+        };
+        Ok(Response::new(pb::DeleteGroupResponse { error }))
+    }
+
+    async fn reset_offsets(
+        &self,
+        request: Request<pb::ResetOffsetsRequest>,
+    ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
+        let r = request.into_inner();
+        let mut guard = self.cluster.lock();
+        let s = &mut *guard;
+        self.check_coordinator(s)?;
+        let g = s.groups.entry(r.group.clone()).or_default();
+        if !g.members.is_empty() {
+            return Ok(Response::new(pb::ResetOffsetsResponse {
+                error: group_error(
+                    ErrorCode::GroupNotEmpty,
+                    &format!("group {} has {} active members", r.group, g.members.len()),
+                ),
+                ..Default::default()
+            }));
+        }
+        let mut plan = Vec::new();
+        for tps in &r.partitions {
+            let Some(leaders) = s.topics.get(&tps.topic) else {
+                return Ok(Response::new(pb::ResetOffsetsResponse {
+                    error: group_error(ErrorCode::UnknownTopicOrPartition, "no such topic"),
+                    ..Default::default()
+                }));
+            };
+            let ps: Vec<u32> = if tps.partitions.is_empty() {
+                (0..leaders.len() as u32).collect()
+            } else {
+                tps.partitions.clone()
+            };
+            for p in ps {
+                let log = s.logs.get(&(tps.topic.clone(), p));
+                let hw = log.map_or(0, |l| l.next_offset);
+                let current = g.committed.get(&(tps.topic.clone(), p)).map(|(o, _)| *o);
+                let by_time = |ts: i64| -> i64 {
+                    log.and_then(|l| {
+                        l.batches
+                            .iter()
+                            .map(|b| batch::BatchHeader::parse(b).expect("valid"))
+                            .find(|h| h.max_timestamp >= ts)
+                            .map(|h| h.base_offset as i64)
+                    })
+                    .unwrap_or(hw as i64)
+                };
+                let requested: i64 = match pb::ResetStrategy::try_from(r.strategy)
+                    .unwrap_or(pb::ResetStrategy::ToEarliest)
+                {
+                    pb::ResetStrategy::ToEarliest => 0,
+                    pb::ResetStrategy::ToLatest => hw as i64,
+                    pb::ResetStrategy::ToOffset => r.value,
+                    pb::ResetStrategy::ShiftBy => current.unwrap_or(0) as i64 + r.value,
+                    pb::ResetStrategy::ToDatetime => by_time(r.value),
+                    pb::ResetStrategy::ByDuration => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .expect("clock after 1970")
+                            .as_millis() as i64;
+                        by_time(now - r.value)
+                    }
+                };
+                let new = requested.clamp(0, hw as i64) as u64;
+                plan.push(pb::ResetPlanEntry {
+                    topic: tps.topic.clone(),
+                    partition: p,
+                    had_commit: current.is_some(),
+                    current_offset: current.unwrap_or(0),
+                    requested_offset: requested,
+                    new_offset: new,
+                    clamped: new as i64 != requested,
+                    log_start_offset: 0,
+                    high_watermark: hw,
+                });
+            }
+        }
+        if r.execute {
+            for e in &plan {
+                g.committed.insert(
+                    (e.topic.clone(), e.partition),
+                    (e.new_offset, String::new()),
+                );
+            }
+        }
+        Ok(Response::new(pb::ResetOffsetsResponse {
+            error: None,
+            plan,
+            executed: r.execute,
+        }))
     }
 }

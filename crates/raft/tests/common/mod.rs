@@ -74,8 +74,8 @@ impl TestNode {
         let (stop, stopped) = oneshot::channel::<()>();
         let svc = RaftService::new(registry.clone()).into_server();
         let server = tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            let r = tonic::transport::Server::builder()
+            let incoming = RaftService::incoming(listener);
+            let r = RaftService::server_builder(&config())
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
@@ -247,4 +247,61 @@ pub async fn log_summary(node: &TestNode) -> Vec<EntrySummary> {
                 .collect()
         })
         .await
+}
+
+/// Partitions `nodes[i]` from every other node: calls in both directions fail as unreachable,
+/// for every group (see `PeerPool::cut`).
+pub fn isolate(nodes: &[TestNode], i: usize) {
+    for (j, other) in nodes.iter().enumerate() {
+        if j != i {
+            nodes[i].registry.peers().cut(other.id);
+            other.registry.peers().cut(nodes[i].id);
+        }
+    }
+}
+
+/// Undoes [`isolate`].
+pub fn heal(nodes: &[TestNode], i: usize) {
+    for (j, other) in nodes.iter().enumerate() {
+        if j != i {
+            nodes[i].registry.peers().heal(other.id);
+            other.registry.peers().heal(nodes[i].id);
+        }
+    }
+}
+
+/// The last Raft index in the node's log.
+pub fn last_log_index(node: &TestNode) -> u64 {
+    node.partition()
+        .raft()
+        .metrics()
+        .borrow()
+        .last_log_index
+        .unwrap_or(0)
+}
+
+/// The last Raft index the node has applied.
+pub fn last_applied(node: &TestNode) -> u64 {
+    node.partition()
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index)
+}
+
+/// Waits until `node`'s log ends at `index` and it has applied all of it.
+pub async fn caught_up(node: &TestNode, index: u64, timeout: Duration) {
+    node.partition()
+        .raft()
+        .wait(Some(timeout))
+        .metrics(
+            |m| m.last_log_index == Some(index) && m.last_applied.is_some_and(|l| l.index == index),
+            format!(
+                "node {} holds and applies exactly the log through {index}",
+                node.id
+            ),
+        )
+        .await
+        .expect("caught up in time");
 }

@@ -1,0 +1,396 @@
+//! A local cluster of real `skein-node` processes on free 127.0.0.1 ports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// How long a node may take to answer `/readyz` with 200.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+struct Node {
+    id: u32,
+    client: SocketAddr,
+    peer: SocketAddr,
+    http: SocketAddr,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Running node processes; stopped (and their data removed unless kept) on [`LocalCluster::stop`]
+/// or, as a last resort, on drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    nodes: Vec<Node>,
+    /// `None` once kept or removed.
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+/// The `skein-node` binary: `explicit`, else next to this executable (or one directory up, for
+/// test binaries in `target/*/deps`).
+pub fn find_node_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        bail!(
+            "--node-bin {}: no such file (build it with `cargo build --release --bin skein-node`)",
+            p.display()
+        );
+    }
+    let exe = std::env::current_exe().context("find the skein-bench executable")?;
+    let mut candidates = Vec::new();
+    if let Some(dir) = exe.parent() {
+        candidates.push(dir.join("skein-node"));
+        if let Some(up) = dir.parent() {
+            candidates.push(up.join("skein-node"));
+        }
+    }
+    for c in &candidates {
+        if c.is_file() {
+            return Ok(c.clone());
+        }
+    }
+    let profile = if exe.components().any(|c| c.as_os_str() == "release") {
+        " --release"
+    } else {
+        ""
+    };
+    bail!(
+        "no skein-node binary next to {} (looked for {}); build it with \
+         `cargo build{profile} --bin skein-node`, or pass --node-bin PATH",
+        exe.display(),
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A port that was free a moment ago (bound on port 0 and released; the node binds it again).
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    l.local_addr()
+        .context("local address of a 127.0.0.1:0 listener")
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes with their data in a new directory under `parent` and waits until each
+    /// answers `/readyz` with 200.
+    pub async fn start(
+        bin: &Path,
+        n: u32,
+        parent: &Path,
+        env: &[(String, String)],
+    ) -> anyhow::Result<LocalCluster> {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("create data directory {}", parent.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("skein-bench-cluster-")
+            .tempdir_in(parent)
+            .with_context(|| format!("create a directory in {}", parent.display()))?;
+        let path = dir.path().to_path_buf();
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            nodes.push(Node {
+                id,
+                client: free_addr()?,
+                peer: free_addr()?,
+                http: free_addr()?,
+                data_dir: path.join(format!("node{id}")),
+                log: path.join(format!("node{id}.log")),
+                child: None,
+            });
+        }
+        let peers = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = LocalCluster {
+            nodes,
+            dir: Some(dir),
+            path,
+        };
+        for node in &mut cluster.nodes {
+            let log = std::fs::File::create(&node.log)
+                .with_context(|| format!("create {}", node.log.display()))?;
+            let err = log.try_clone().context("clone a log file handle")?;
+            let child = Command::new(bin)
+                .arg("--node-id")
+                .arg(node.id.to_string())
+                .arg("--data-dir")
+                .arg(&node.data_dir)
+                .arg("--client-addr")
+                .arg(node.client.to_string())
+                .arg("--peer-addr")
+                .arg(node.peer.to_string())
+                .arg("--http-addr")
+                .arg(node.http.to_string())
+                .arg("--peers")
+                .arg(&peers)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("SKEIN_BENCH_NODE_LOG").unwrap_or("warn".into()),
+                )
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(err))
+                .spawn()
+                .with_context(|| format!("start {}", bin.display()))?;
+            node.child = Some(child);
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_ready(i, deadline).await?;
+        }
+        Ok(cluster)
+    }
+
+    async fn wait_ready(&mut self, i: usize, deadline: Instant) -> anyhow::Result<()> {
+        loop {
+            let node = &mut self.nodes[i];
+            if let Some(child) = node.child.as_mut() {
+                if let Some(status) = child.try_wait().context("check a node process")? {
+                    let id = node.id;
+                    let tail = self.log_tail(i);
+                    bail!("node {id} exited with {status} before it was ready; its log:\n{tail}");
+                }
+            }
+            if readyz(node.http).await == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let id = node.id;
+                let tail = self.log_tail(i);
+                bail!(
+                    "node {id} did not answer /readyz with 200 within {READY_TIMEOUT:?}; its log:\n{tail}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The last lines of node `i`'s log.
+    fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `HOST:PORT,..` of every node's client API.
+    pub fn brokers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.client.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Peak resident set (VmHWM) of each running node, MiB (0 when unreadable).
+    pub fn rss_peak_mib(&self) -> Vec<f64> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.child
+                    .as_ref()
+                    .and_then(|c| vm_hwm_kib(c.id()))
+                    .map_or(0.0, |kib| (kib as f64 / 1024.0 * 10.0).round() / 10.0)
+            })
+            .collect()
+    }
+
+    /// CPU time (user + system) each running node has used so far, seconds (0 when unreadable).
+    pub fn cpu_secs(&self) -> Vec<f64> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.child
+                    .as_ref()
+                    .and_then(|c| process_cpu_secs(c.id()))
+                    .unwrap_or(0.0)
+            })
+            .collect()
+    }
+
+    /// Stops every node (SIGTERM, SIGKILL after a timeout), then removes the data directory
+    /// unless `keep`. Returns the data directory's path when kept.
+    pub fn stop(&mut self, keep: bool) -> Option<PathBuf> {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_ref() {
+                terminate(child);
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for node in &mut self.nodes {
+            let Some(mut child) = node.child.take() else {
+                continue;
+            };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => {
+                        eprintln!(
+                            "skein-bench: node {} did not stop within {STOP_TIMEOUT:?} of SIGTERM; killing it",
+                            node.id
+                        );
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+        let dir = self.dir.take()?;
+        if keep {
+            Some(dir.keep())
+        } else {
+            if let Err(e) = dir.close() {
+                eprintln!("skein-bench: could not remove {}: {e}", self.path.display());
+            }
+            None
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // An error or a panic before `stop`: do not leave node processes behind.
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Sends SIGTERM to a child that has not been reaped yet.
+fn terminate(child: &Child) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) takes no pointers. `pid` is our own child, not yet waited for, so the id
+    // still names that process (a zombie at worst) and cannot have been reused.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+/// User + system CPU seconds of a process, from `/proc/PID/stat`.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = parse_cpu_ticks(&stat)?;
+    // SAFETY: sysconf takes no pointers and has no side effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line. The command name (field 2) is
+/// in parentheses and may hold spaces, so fields are counted after the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmHWM` of a process from /proc, KiB.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_hwm_kib(&status)
+}
+
+fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// HTTP status of `GET /readyz`, or `None` when the node does not answer (yet).
+async fn readyz(addr: SocketAddr) -> Option<u16> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::with_capacity(256);
+        s.read_to_end(&mut buf).await.ok()?;
+        parse_status_line(&buf)
+    };
+    tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The status code of an HTTP/1.x response.
+fn parse_status_line(response: &[u8]) -> Option<u16> {
+    let line_end = response.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(&response[..line_end]).ok()?;
+    let mut parts = line.split(' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    parts.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_parsed_defensively() {
+        assert_eq!(
+            parse_status_line(b"HTTP/1.1 200 OK\r\n\r\nready"),
+            Some(200)
+        );
+        assert_eq!(
+            parse_status_line(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(parse_status_line(b""), None);
+        assert_eq!(parse_status_line(b"HTTP/1.1"), None);
+        assert_eq!(parse_status_line(b"SSH-2.0-x\r\n"), None);
+        assert_eq!(parse_status_line(b"HTTP/1.1 abc\r\n"), None);
+    }
+
+    #[test]
+    fn vm_hwm_is_read_from_proc_status() {
+        let status = "Name:\tskein-node\nVmPeak:\t  999 kB\nVmHWM:\t   123456 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(parse_vm_hwm_kib(status), Some(123456));
+        assert_eq!(parse_vm_hwm_kib("Name: x\n"), None);
+        assert!(vm_hwm_kib(std::process::id()).is_some_and(|k| k > 0));
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "42 (skein node) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 9 0 1 2 3";
+        assert_eq!(parse_cpu_ticks(stat), Some(280));
+        assert_eq!(parse_cpu_ticks("42 (x"), None);
+        assert!(process_cpu_secs(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn a_missing_node_binary_says_how_to_build_it() {
+        let e = find_node_bin(Some(Path::new("/nonexistent/skein-node"))).expect_err("missing");
+        assert!(e.to_string().contains("no such file"), "{e}");
+    }
+}

@@ -1,0 +1,130 @@
+//! `skein-bench`: Skein's load generator. See `benches/README.md` for usage.
+//!
+//! `produce`, `consume` and `e2e` drive a running cluster through `skein-client`; `cluster`
+//! starts local `skein-node` processes first and stops them (and removes their data) after.
+
+mod args;
+mod cluster;
+mod pacer;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use crate::args::{Cli, ClusterArgs, Command, Output, Scenario, ScenarioArgs};
+use crate::cluster::LocalCluster;
+use crate::report::{ClusterReport, Report};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("skein-bench")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skein-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_cli(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("skein-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    let (scenario, args) = match cli.command {
+        Command::Produce(a) => (Scenario::Produce, a),
+        Command::Consume(a) => (Scenario::Consume, a),
+        Command::E2e(a) => (Scenario::E2e, a),
+        Command::Cluster(c) => return run_cluster(c).await,
+    };
+    let output = args.output;
+    let mut report = tokio::select! {
+        r = run::run(scenario, args) => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+    };
+    report.bench_cpu_secs = self_cpu_secs();
+    print_report(&report, output);
+    Ok(())
+}
+
+fn print_report(report: &Report, output: Output) {
+    match output {
+        Output::Json => println!("{}", report.to_json()),
+        Output::Text => print!("{}", report.to_text()),
+    }
+}
+
+fn self_cpu_secs() -> f64 {
+    let secs = cluster::process_cpu_secs(std::process::id()).unwrap_or(0.0);
+    (secs * 100.0).round() / 100.0
+}
+
+async fn run_cluster(c: ClusterArgs) -> anyhow::Result<()> {
+    let (scenario, mut args): (Scenario, ScenarioArgs) = match c.parse_scenario() {
+        Ok(s) => s,
+        Err(e) => e.exit(),
+    };
+    let bin = cluster::find_node_bin(c.node_bin.as_deref())?;
+    let parent = match &c.data_dir {
+        Some(d) => d.clone(),
+        None => std::env::var_os("SKEIN_BENCH_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir),
+    };
+    if !args.quiet {
+        eprintln!(
+            "skein-bench: starting {} node(s) of {} under {}",
+            c.nodes,
+            bin.display(),
+            parent.display()
+        );
+    }
+    let mut cluster = LocalCluster::start(&bin, c.nodes, &parent, &c.node_env)
+        .await
+        .context("start the local cluster")?;
+    args.brokers = cluster.brokers();
+    if !args.quiet {
+        eprintln!(
+            "skein-bench: cluster ready at {} (data in {})",
+            args.brokers,
+            cluster.path().display()
+        );
+    }
+    let output = args.output;
+    let result = tokio::select! {
+        r = run::run(scenario, args) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let rss = cluster.rss_peak_mib();
+    let cpu = cluster.cpu_secs();
+    let bench_cpu = self_cpu_secs();
+    let data_dir = cluster.path().display().to_string();
+    let kept = cluster.stop(c.keep_data);
+    if let Some(dir) = kept {
+        eprintln!(
+            "skein-bench: kept the cluster's data and logs in {}",
+            dir.display()
+        );
+    }
+    let mut report = result?;
+    report.bench_cpu_secs = bench_cpu;
+    report.cluster = Some(ClusterReport {
+        nodes: c.nodes,
+        data_dir,
+        node_rss_peak_mib: rss,
+        node_cpu_secs: cpu,
+    });
+    print_report(&report, output);
+    Ok(())
+}

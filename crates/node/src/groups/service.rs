@@ -1,0 +1,843 @@
+//! The `GroupService` gRPC API.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skein_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::assign::{Strategy, Tp};
+use super::state::{Committed, Group, Member, OffsetKey, OffsetValue, Phase};
+use super::{now_ms, offsets_partition, Led, OFFSETS_PARTITIONS};
+use crate::broker::Broker;
+use crate::error::{NodeError, Result};
+
+/// Request metadata marking a forwarded ListGroups (answer from local partitions only).
+const LOCAL_ONLY: &str = "skein-local-only";
+
+/// Allowed session timeouts.
+const SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(1);
+const SESSION_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+const SESSION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+const REBALANCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+fn strategy_of(s: i32) -> Strategy {
+    match pb::AssignmentStrategy::try_from(s) {
+        Ok(pb::AssignmentStrategy::RoundRobin) => Strategy::RoundRobin,
+        Ok(pb::AssignmentStrategy::CooperativeSticky) => Strategy::CooperativeSticky,
+        _ => Strategy::Range,
+    }
+}
+
+fn strategy_pb(s: Strategy) -> i32 {
+    (match s {
+        Strategy::Range => pb::AssignmentStrategy::Range,
+        Strategy::RoundRobin => pb::AssignmentStrategy::RoundRobin,
+        Strategy::CooperativeSticky => pb::AssignmentStrategy::CooperativeSticky,
+    }) as i32
+}
+
+fn to_topic_partitions(tps: &[Tp]) -> Vec<pb::TopicPartitions> {
+    let mut by_topic: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (t, p) in tps {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    by_topic
+        .into_iter()
+        .map(|(t, ps)| pb::TopicPartitions {
+            topic: t.to_owned(),
+            partitions: ps,
+        })
+        .collect()
+}
+
+fn err(e: NodeError) -> Option<pb::Error> {
+    Some(e.to_proto())
+}
+
+/// The group API of a node.
+#[derive(Debug, Clone)]
+pub struct GroupApi {
+    broker: Arc<Broker>,
+}
+
+impl GroupApi {
+    /// Serves `broker`'s group API.
+    pub fn new(broker: Arc<Broker>) -> Self {
+        GroupApi { broker }
+    }
+
+    async fn join(&self, req: pb::JoinGroupRequest) -> Result<pb::JoinGroupResponse> {
+        let session = match req.session_timeout_ms {
+            0 => SESSION_TIMEOUT_DEFAULT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if !(SESSION_TIMEOUT_MIN..=SESSION_TIMEOUT_MAX).contains(&session) {
+            return Err(NodeError::InvalidSessionTimeout(session.as_millis() as u64));
+        }
+        let rebalance = match req.rebalance_timeout_ms {
+            0 => REBALANCE_TIMEOUT_DEFAULT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        let topics: BTreeSet<String> = req.topics.iter().cloned().collect();
+        let meta = self.broker.metadata();
+        for t in &topics {
+            if !meta.topics.contains_key(t) {
+                return Err(NodeError::UnknownTopic { topic: t.clone() });
+            }
+        }
+        let mut led = self.broker.coordinate(&req.group).await?;
+        let partitions = self.broker.topic_partition_counts();
+        let now = Instant::now();
+        let instance = (!req.group_instance_id.is_empty()).then(|| req.group_instance_id.clone());
+        let group = led
+            .state
+            .groups
+            .entry(req.group.clone())
+            .or_insert_with(|| Group::new(strategy_of(req.strategy)));
+        if group.members.is_empty() {
+            group.strategy = strategy_of(req.strategy);
+        }
+        // Resolve the member id: given, a static member's, or new.
+        let static_id = instance.as_ref().and_then(|i| {
+            group
+                .members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_deref() == Some(i.as_str()))
+                .map(|(id, _)| id.clone())
+        });
+        let member_id = if !req.member_id.is_empty() {
+            if !group.members.contains_key(&req.member_id) {
+                return Err(NodeError::UnknownMember {
+                    group: req.group.clone(),
+                    member: req.member_id.clone(),
+                });
+            }
+            req.member_id.clone()
+        } else if let Some(id) = static_id.clone() {
+            id
+        } else {
+            self.broker
+                .coordinator
+                .new_member_id(&req.client_id, self.broker.node_id())
+        };
+        let known = group.members.get(&member_id).map(|m| m.topics.clone());
+        let member = Member {
+            instance_id: instance.clone(),
+            client_id: req.client_id.clone(),
+            topics: topics.clone(),
+            session_timeout: session,
+            rebalance_timeout: rebalance,
+            last_seen: now,
+            joined: true,
+        };
+        // A static member coming back with the same subscription to a stable group: no
+        // rebalance, it gets its previous assignment.
+        let static_return =
+            static_id.is_some() && known.as_ref() == Some(&topics) && group.phase == Phase::Stable;
+        group.members.insert(member_id.clone(), member);
+        if static_return {
+            let generation = group.generation;
+            let leader = group.members.keys().next().cloned().unwrap_or_default();
+            return Ok(pb::JoinGroupResponse {
+                error: None,
+                generation,
+                member_id,
+                leader_id: leader,
+                strategy: strategy_pb(group.strategy),
+            });
+        }
+        let mut done = group.completed.subscribe();
+        done.borrow_and_update();
+        let new_member = known.is_none();
+        let changed = known.as_ref().is_some_and(|k| *k != topics);
+        if group.phase != Phase::PreparingRebalance
+            && (new_member || changed || group.phase == Phase::Empty)
+        {
+            group.start_rebalance(now);
+        } else if group.phase == Phase::Stable {
+            // A known member re-joining a stable group (it saw a rebalance signal we already
+            // completed, or it restarted): rebalance so it gets a fresh generation.
+            group.start_rebalance(now);
+        }
+        if let Some(m) = group.members.get_mut(&member_id) {
+            m.joined = true;
+        }
+        group.try_complete(false, &partitions);
+        let deadline = group.rebalance_deadline.unwrap_or(now + rebalance);
+        let group_name = req.group.clone();
+        drop(led);
+        // Wait for the rebalance to complete (the timer completes it at its deadline).
+        if tokio::time::timeout_at(deadline.into(), done.changed())
+            .await
+            .is_err()
+        {
+            // The timer will complete it momentarily; wait a little longer.
+            let _ = tokio::time::timeout(Duration::from_millis(500), done.changed()).await;
+        }
+        let led = self.broker.coordinate(&group_name).await?;
+        let group = led
+            .state
+            .groups
+            .get(&group_name)
+            .ok_or_else(|| NodeError::GroupNotFound(group_name.clone()))?;
+        if !group.members.contains_key(&member_id) {
+            return Err(NodeError::UnknownMember {
+                group: group_name,
+                member: member_id,
+            });
+        }
+        if group.phase != Phase::Stable {
+            return Err(NodeError::RebalanceInProgress(group_name));
+        }
+        Ok(pb::JoinGroupResponse {
+            error: None,
+            generation: group.generation,
+            member_id,
+            leader_id: group.members.keys().next().cloned().unwrap_or_default(),
+            strategy: strategy_pb(group.strategy),
+        })
+    }
+
+    fn check_member<'a>(
+        led: &'a mut Led,
+        group: &str,
+        member: &str,
+        generation: Option<u64>,
+    ) -> Result<&'a mut Group> {
+        let g = led
+            .state
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| NodeError::UnknownMember {
+                group: group.into(),
+                member: member.into(),
+            })?;
+        let Some(m) = g.members.get_mut(member) else {
+            return Err(NodeError::UnknownMember {
+                group: group.into(),
+                member: member.into(),
+            });
+        };
+        m.last_seen = Instant::now();
+        if let Some(gen) = generation {
+            if gen != g.generation {
+                return Err(NodeError::IllegalGeneration {
+                    group: group.into(),
+                    got: gen,
+                    current: g.generation,
+                });
+            }
+        }
+        Ok(g)
+    }
+
+    async fn commit(&self, req: pb::CommitOffsetsRequest) -> Result<()> {
+        let mut led = self.broker.coordinate(&req.group).await?;
+        if req.member_id.is_empty() && req.generation == 0 {
+            let members = led
+                .state
+                .groups
+                .get(&req.group)
+                .map_or(0, |g| g.members.len());
+            if members > 0 {
+                return Err(NodeError::GroupNotEmpty {
+                    group: req.group,
+                    members,
+                });
+            }
+        } else {
+            // Commits with the current generation are accepted during a rebalance, so that
+            // members can commit before they join again.
+            Self::check_member(&mut led, &req.group, &req.member_id, Some(req.generation))?;
+        }
+        let meta = self.broker.metadata();
+        let current = led.state.offsets.get(&req.group);
+        let mut records = Vec::new();
+        for o in &req.offsets {
+            let t = meta
+                .topics
+                .get(&o.topic)
+                .ok_or_else(|| NodeError::UnknownTopic {
+                    topic: o.topic.clone(),
+                })?;
+            if o.partition as usize >= t.partitions.len() {
+                return Err(NodeError::UnknownPartition {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    partitions: t.partitions.len() as u32,
+                });
+            }
+            // Committed offsets never go backwards through commits; `ResetOffsets` moves them.
+            let prev = current.and_then(|c| c.get(&(o.topic.clone(), o.partition)));
+            if prev.is_some_and(|p| p.offset > o.offset) {
+                continue;
+            }
+            records.push((
+                OffsetKey {
+                    group: req.group.clone(),
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                },
+                Some(OffsetValue {
+                    offset: o.offset,
+                    metadata: o.metadata.clone(),
+                    committed_at_ms: now_ms(),
+                }),
+            ));
+        }
+        self.apply_commits(&mut led, records).await?;
+        self.broker.compact_offsets_if_needed(&mut led).await?;
+        Ok(())
+    }
+
+    async fn apply_commits(
+        &self,
+        led: &mut Led,
+        records: Vec<(OffsetKey, Option<OffsetValue>)>,
+    ) -> Result<()> {
+        self.broker.write_offsets(&led.replica, &records).await?;
+        for (k, v) in records {
+            led.state.apply(k, v);
+        }
+        Ok(())
+    }
+
+    async fn describe(&self, group: &str) -> Result<pb::DescribeGroupResponse> {
+        let led = self.broker.coordinate(group).await?;
+        let g = led.state.groups.get(group);
+        let offsets = led.state.offsets.get(group).cloned().unwrap_or_default();
+        if g.is_none_or(|g| g.members.is_empty()) && offsets.is_empty() {
+            return Err(NodeError::GroupNotFound(group.into()));
+        }
+        let mut owner: BTreeMap<Tp, String> = BTreeMap::new();
+        let members = g
+            .map(|g| {
+                g.members
+                    .iter()
+                    .map(|(id, m)| {
+                        let assigned = g.assignment.get(id).cloned().unwrap_or_default();
+                        for tp in &assigned {
+                            owner.insert(tp.clone(), id.clone());
+                        }
+                        pb::MemberDescription {
+                            member_id: id.clone(),
+                            group_instance_id: m.instance_id.clone().unwrap_or_default(),
+                            client_id: m.client_id.clone(),
+                            assignment: to_topic_partitions(&assigned),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (state, generation, strategy) = match g {
+            Some(g) => (g.phase.name(), g.generation, strategy_pb(g.strategy)),
+            None => (Phase::Empty.name(), 0, 0),
+        };
+        let coordinator = self.broker.node_id();
+        drop(led);
+        let mut tps: BTreeSet<Tp> = offsets.keys().cloned().collect();
+        tps.extend(owner.keys().cloned());
+        let mut partitions = Vec::new();
+        for tp in tps {
+            let c = offsets.get(&tp);
+            let end = self
+                .broker
+                .partition_bounds(&tp.0, tp.1)
+                .await
+                .map(|(_, h)| h)
+                .unwrap_or(0);
+            let committed = c.map_or(0, |c| c.offset);
+            partitions.push(pb::PartitionLag {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                committed: c.is_some(),
+                committed_offset: committed,
+                end_offset: end,
+                lag: end.saturating_sub(committed),
+                member_id: owner.get(&tp).cloned().unwrap_or_default(),
+            });
+        }
+        Ok(pb::DescribeGroupResponse {
+            error: None,
+            group: group.into(),
+            state: state.into(),
+            generation,
+            strategy,
+            members,
+            partitions,
+            coordinator,
+        })
+    }
+
+    async fn reset(&self, req: pb::ResetOffsetsRequest) -> Result<pb::ResetOffsetsResponse> {
+        let strategy = pb::ResetStrategy::try_from(req.strategy).map_err(|_| {
+            NodeError::InvalidRequest(format!("unknown reset strategy {}", req.strategy))
+        })?;
+        if req.partitions.is_empty() {
+            return Err(NodeError::InvalidRequest(
+                "name at least one topic to reset".into(),
+            ));
+        }
+        let meta = self.broker.metadata();
+        let mut tps: Vec<Tp> = Vec::new();
+        for t in &req.partitions {
+            let info = meta
+                .topics
+                .get(&t.topic)
+                .ok_or_else(|| NodeError::UnknownTopic {
+                    topic: t.topic.clone(),
+                })?;
+            let n = info.partitions.len() as u32;
+            if t.partitions.is_empty() {
+                tps.extend((0..n).map(|p| (t.topic.clone(), p)));
+            } else {
+                for p in &t.partitions {
+                    if *p >= n {
+                        return Err(NodeError::UnknownPartition {
+                            topic: t.topic.clone(),
+                            partition: *p,
+                            partitions: n,
+                        });
+                    }
+                    tps.push((t.topic.clone(), *p));
+                }
+            }
+        }
+        let led = self.broker.coordinate(&req.group).await?;
+        let members = led
+            .state
+            .groups
+            .get(&req.group)
+            .map_or(0, |g| g.members.len());
+        if members > 0 {
+            return Err(NodeError::GroupNotEmpty {
+                group: req.group,
+                members,
+            });
+        }
+        let current: BTreeMap<Tp, Committed> = led
+            .state
+            .offsets
+            .get(&req.group)
+            .cloned()
+            .unwrap_or_default();
+        drop(led);
+        let mut plan = Vec::with_capacity(tps.len());
+        for tp in tps {
+            let (start, hwm) = self.broker.partition_bounds(&tp.0, tp.1).await?;
+            let cur = current.get(&tp);
+            let cur_off = cur.map(|c| c.offset);
+            let requested: i64 = match strategy {
+                pb::ResetStrategy::ToEarliest => start as i64,
+                pb::ResetStrategy::ToLatest => hwm as i64,
+                pb::ResetStrategy::ToOffset => req.value,
+                pb::ResetStrategy::ToDatetime => {
+                    self.broker.offset_for_time(&tp.0, tp.1, req.value).await? as i64
+                }
+                pb::ResetStrategy::ByDuration => {
+                    let at = now_ms().saturating_sub(req.value.max(0));
+                    self.broker.offset_for_time(&tp.0, tp.1, at).await? as i64
+                }
+                pb::ResetStrategy::ShiftBy => {
+                    (cur_off.unwrap_or(start) as i64).saturating_add(req.value)
+                }
+            };
+            let new = requested.clamp(start as i64, hwm as i64) as u64;
+            plan.push(pb::ResetPlanEntry {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                had_commit: cur.is_some(),
+                current_offset: cur_off.unwrap_or(0),
+                requested_offset: requested,
+                new_offset: new,
+                clamped: requested != new as i64,
+                log_start_offset: start,
+                high_watermark: hwm,
+            });
+        }
+        if req.execute {
+            let mut led = self.broker.coordinate(&req.group).await?;
+            let members = led
+                .state
+                .groups
+                .get(&req.group)
+                .map_or(0, |g| g.members.len());
+            if members > 0 {
+                return Err(NodeError::GroupNotEmpty {
+                    group: req.group,
+                    members,
+                });
+            }
+            let records = plan
+                .iter()
+                .map(|p| {
+                    (
+                        OffsetKey {
+                            group: req.group.clone(),
+                            topic: p.topic.clone(),
+                            partition: p.partition,
+                        },
+                        Some(OffsetValue {
+                            offset: p.new_offset,
+                            metadata: "reset".into(),
+                            committed_at_ms: now_ms(),
+                        }),
+                    )
+                })
+                .collect();
+            self.apply_commits(&mut led, records).await?;
+            tracing::info!(group = %req.group, partitions = plan.len(), "offsets reset");
+        }
+        Ok(pb::ResetOffsetsResponse {
+            error: None,
+            plan,
+            executed: req.execute,
+        })
+    }
+}
+
+fn status(e: NodeError) -> Status {
+    e.to_status()
+}
+
+#[tonic::async_trait]
+impl pb::group_service_server::GroupService for GroupApi {
+    async fn find_coordinator(
+        &self,
+        req: Request<pb::FindCoordinatorRequest>,
+    ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
+        let (node_id, client_addr) = self
+            .broker
+            .find_coordinator(&req.into_inner().group)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::FindCoordinatorResponse {
+            node_id,
+            client_addr,
+        }))
+    }
+
+    async fn join_group(
+        &self,
+        req: Request<pb::JoinGroupRequest>,
+    ) -> Result<Response<pb::JoinGroupResponse>, Status> {
+        let req = req.into_inner();
+        match self.join(req).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
+                Err(status(e))
+            }
+            Err(e) => Ok(Response::new(pb::JoinGroupResponse {
+                error: err(e),
+                ..Default::default()
+            })),
+        }
+    }
+
+    async fn sync_group(
+        &self,
+        req: Request<pb::SyncGroupRequest>,
+    ) -> Result<Response<pb::SyncGroupResponse>, Status> {
+        let req = req.into_inner();
+        let mut led = self.broker.coordinate(&req.group).await.map_err(status)?;
+        let r = Self::check_member(&mut led, &req.group, &req.member_id, Some(req.generation))
+            .and_then(|g| {
+                if g.phase == Phase::PreparingRebalance {
+                    return Err(NodeError::RebalanceInProgress(req.group.clone()));
+                }
+                Ok(to_topic_partitions(
+                    g.assignment
+                        .get(&req.member_id)
+                        .map_or(&[][..], Vec::as_slice),
+                ))
+            });
+        Ok(Response::new(match r {
+            Ok(assignment) => pb::SyncGroupResponse {
+                error: None,
+                assignment,
+            },
+            Err(e) => pb::SyncGroupResponse {
+                error: err(e),
+                assignment: Vec::new(),
+            },
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        let mut led = self.broker.coordinate(&req.group).await.map_err(status)?;
+        let r = Self::check_member(&mut led, &req.group, &req.member_id, None).and_then(|g| {
+            if g.phase == Phase::PreparingRebalance {
+                return Err(NodeError::RebalanceInProgress(req.group.clone()));
+            }
+            if req.generation != g.generation {
+                return Err(NodeError::IllegalGeneration {
+                    group: req.group.clone(),
+                    got: req.generation,
+                    current: g.generation,
+                });
+            }
+            Ok(())
+        });
+        Ok(Response::new(pb::HeartbeatResponse {
+            error: r.err().and_then(err),
+        }))
+    }
+
+    async fn leave_group(
+        &self,
+        req: Request<pb::LeaveGroupRequest>,
+    ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
+        let req = req.into_inner();
+        let mut led = self.broker.coordinate(&req.group).await.map_err(status)?;
+        let partitions = self.broker.topic_partition_counts();
+        let left = match led.state.groups.get_mut(&req.group) {
+            Some(g) => {
+                let removed = g.members.remove(&req.member_id).is_some();
+                if removed {
+                    tracing::info!(group = %req.group, member = %req.member_id, "member left");
+                    g.start_rebalance(Instant::now());
+                    g.try_complete(false, &partitions);
+                }
+                removed
+            }
+            None => false,
+        };
+        let r = if left {
+            None
+        } else {
+            err(NodeError::UnknownMember {
+                group: req.group.clone(),
+                member: req.member_id.clone(),
+            })
+        };
+        Ok(Response::new(pb::LeaveGroupResponse { error: r }))
+    }
+
+    async fn commit_offsets(
+        &self,
+        req: Request<pb::CommitOffsetsRequest>,
+    ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        match self.commit(req.into_inner()).await {
+            Ok(()) => Ok(Response::new(pb::CommitOffsetsResponse { error: None })),
+            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
+                Err(status(e))
+            }
+            Err(e) => Ok(Response::new(pb::CommitOffsetsResponse { error: err(e) })),
+        }
+    }
+
+    async fn fetch_offsets(
+        &self,
+        req: Request<pb::FetchOffsetsRequest>,
+    ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        let req = req.into_inner();
+        let led = self.broker.coordinate(&req.group).await.map_err(status)?;
+        let all = led
+            .state
+            .offsets
+            .get(&req.group)
+            .cloned()
+            .unwrap_or_default();
+        drop(led);
+        let offsets = if req.partitions.is_empty() {
+            all.iter()
+                .map(|((t, p), c)| pb::CommittedOffset {
+                    topic: t.clone(),
+                    partition: *p,
+                    committed: true,
+                    offset: c.offset,
+                    metadata: c.metadata.clone(),
+                })
+                .collect()
+        } else {
+            let meta = self.broker.metadata();
+            let mut out = Vec::new();
+            for tp in &req.partitions {
+                let ps: Vec<u32> = if tp.partitions.is_empty() {
+                    (0..meta
+                        .topics
+                        .get(&tp.topic)
+                        .map_or(0, |t| t.partitions.len() as u32))
+                        .collect()
+                } else {
+                    tp.partitions.clone()
+                };
+                for p in ps {
+                    let c = all.get(&(tp.topic.clone(), p));
+                    out.push(pb::CommittedOffset {
+                        topic: tp.topic.clone(),
+                        partition: p,
+                        committed: c.is_some(),
+                        offset: c.map_or(0, |c| c.offset),
+                        metadata: c.map(|c| c.metadata.clone()).unwrap_or_default(),
+                    });
+                }
+            }
+            out
+        };
+        Ok(Response::new(pb::FetchOffsetsResponse {
+            error: None,
+            offsets,
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        req: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        // Ask the coordinator of every offsets partition (this node or another; a forwarded
+        // request is answered from this node's partitions only).
+        let local_only = req.metadata().contains_key(LOCAL_ONLY);
+        let mut groups = BTreeMap::new();
+        for p in 0..OFFSETS_PARTITIONS {
+            let probe = probe_group_for(p);
+            match self.broker.coordinate(&probe).await {
+                Ok(led) => {
+                    let me = self.broker.node_id();
+                    let mut names: BTreeSet<&String> = led.state.offsets.keys().collect();
+                    names.extend(led.state.groups.keys());
+                    for n in names {
+                        let g = led.state.groups.get(n);
+                        groups.insert(
+                            n.clone(),
+                            pb::GroupListing {
+                                group: n.clone(),
+                                state: g.map_or("Empty", |g| g.phase.name()).into(),
+                                members: g.map_or(0, |g| g.members.len() as u32),
+                                coordinator: me,
+                            },
+                        );
+                    }
+                }
+                Err(NodeError::NotCoordinator {
+                    coordinator: Some((_, addr)),
+                    ..
+                }) if !local_only => {
+                    for l in remote_list(&addr, p).await.map_err(status)? {
+                        groups.insert(l.group.clone(), l);
+                    }
+                }
+                Err(NodeError::NotCoordinator { .. })
+                | Err(NodeError::CoordinatorNotAvailable(_))
+                | Err(NodeError::UnknownTopic { .. }) => {}
+                Err(e) => return Err(status(e)),
+            }
+        }
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups: groups.into_values().collect(),
+        }))
+    }
+
+    async fn describe_group(
+        &self,
+        req: Request<pb::DescribeGroupRequest>,
+    ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        let group = req.into_inner().group;
+        match self.describe(&group).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
+                Err(status(e))
+            }
+            Err(e) => Ok(Response::new(pb::DescribeGroupResponse {
+                error: err(e),
+                group,
+                ..Default::default()
+            })),
+        }
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<pb::DeleteGroupRequest>,
+    ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        let group = req.into_inner().group;
+        let mut led = self.broker.coordinate(&group).await.map_err(status)?;
+        let members = led.state.groups.get(&group).map_or(0, |g| g.members.len());
+        if members > 0 {
+            return Ok(Response::new(pb::DeleteGroupResponse {
+                error: err(NodeError::GroupNotEmpty { group, members }),
+            }));
+        }
+        let Some(offsets) = led.state.offsets.get(&group).cloned() else {
+            if led.state.groups.remove(&group).is_some() {
+                return Ok(Response::new(pb::DeleteGroupResponse { error: None }));
+            }
+            return Ok(Response::new(pb::DeleteGroupResponse {
+                error: err(NodeError::GroupNotFound(group)),
+            }));
+        };
+        let tombstones = offsets
+            .keys()
+            .map(|(t, p)| {
+                (
+                    OffsetKey {
+                        group: group.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                    },
+                    None,
+                )
+            })
+            .collect();
+        self.apply_commits(&mut led, tombstones)
+            .await
+            .map_err(status)?;
+        led.state.groups.remove(&group);
+        tracing::info!(%group, "group deleted");
+        Ok(Response::new(pb::DeleteGroupResponse { error: None }))
+    }
+
+    async fn reset_offsets(
+        &self,
+        req: Request<pb::ResetOffsetsRequest>,
+    ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
+        match self.reset(req.into_inner()).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
+                Err(status(e))
+            }
+            Err(e) => Ok(Response::new(pb::ResetOffsetsResponse {
+                error: err(e),
+                ..Default::default()
+            })),
+        }
+    }
+}
+
+/// A group id that hashes to offsets partition `p` (to address that partition's coordinator).
+fn probe_group_for(p: u32) -> String {
+    (0u64..)
+        .map(|i| format!("__probe-{i}"))
+        .find(|g| offsets_partition(g) == p)
+        .expect("invariant: some probe name hashes to every partition")
+}
+
+/// The groups of offsets partition `p` as listed by its coordinator at `addr`.
+async fn remote_list(addr: &str, p: u32) -> Result<Vec<pb::GroupListing>> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| NodeError::Internal(format!("address {addr}: {e}")))?
+        .timeout(Duration::from_secs(5));
+    let chan = ep.connect().await.map_err(|e| {
+        NodeError::CoordinatorNotAvailable(format!("offsets partition {p} at {addr}: {e}"))
+    })?;
+    let mut c =
+        pb::group_service_client::GroupServiceClient::new(chan).max_decoding_message_size(64 << 20);
+    let mut req = tonic::Request::new(pb::ListGroupsRequest {});
+    req.metadata_mut()
+        .insert(LOCAL_ONLY, tonic::metadata::MetadataValue::from_static("1"));
+    let r = c
+        .list_groups(req)
+        .await
+        .map_err(|s| NodeError::Internal(format!("list groups on {addr}: {}", s.message())))?
+        .into_inner();
+    Ok(r.groups
+        .into_iter()
+        .filter(|g| offsets_partition(&g.group) == p)
+        .collect())
+}
