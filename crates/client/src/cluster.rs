@@ -77,7 +77,8 @@ pub struct ClusterMetadata {
 #[derive(Debug, Default)]
 struct MetadataCache {
     nodes: HashMap<u64, NodeDescription>,
-    topics: HashMap<String, TopicDescription>,
+    /// Shared, so that a lookup on the produce path is a reference-count increment, not a copy.
+    topics: HashMap<String, Arc<TopicDescription>>,
     /// Topics whose leaders are known to be stale (a NOT_LEADER without hint, a dead broker).
     stale: HashSet<String>,
 }
@@ -175,7 +176,7 @@ impl Client {
         }
         for t in &meta.topics {
             cache.stale.remove(&t.name);
-            cache.topics.insert(t.name.clone(), t.clone());
+            cache.topics.insert(t.name.clone(), Arc::new(t.clone()));
         }
     }
 
@@ -192,7 +193,7 @@ impl Client {
     }
 
     /// The topic's metadata, from the cache or, when missing or stale, from a broker.
-    pub(crate) async fn topic(&self, topic: &str) -> Result<TopicDescription> {
+    pub(crate) async fn topic(&self, topic: &str) -> Result<Arc<TopicDescription>> {
         let generation = self.inner.generation.load(Ordering::Acquire);
         {
             let cache = read_lock(&self.inner.metadata);
@@ -319,7 +320,7 @@ impl Client {
         let Some(topic) = cache.topics.get_mut(&tp.topic) else {
             return false;
         };
-        match topic
+        match Arc::make_mut(topic)
             .partitions
             .iter_mut()
             .find(|p| p.partition == tp.partition)

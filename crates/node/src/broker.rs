@@ -32,8 +32,6 @@ pub struct LocalReplica {
     pub group: Arc<PartitionGroup>,
     /// Its directory.
     pub dir: PathBuf,
-    /// Largest batch its log accepts (checked before a batch is proposed to Raft).
-    pub batch_bytes_max: u32,
 }
 
 /// What a client request resolves a partition to.
@@ -62,7 +60,8 @@ pub struct Broker {
     registered: AtomicBool,
     reconciled: AtomicBool,
     pub(crate) stopping: AtomicBool,
-    peer_channels: Mutex<HashMap<NodeId, Channel>>,
+    /// Channels to other nodes by address, reused by every forwarded call.
+    channels: Mutex<HashMap<String, Channel>>,
     /// Consumer-group coordination for the offsets partitions this node leads.
     pub(crate) coordinator: crate::groups::Coordinator,
 }
@@ -128,7 +127,7 @@ impl Broker {
             registered: AtomicBool::new(false),
             reconciled: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            peer_channels: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
             coordinator: crate::groups::Coordinator::default(),
         }))
     }
@@ -321,25 +320,31 @@ impl Broker {
         }
     }
 
-    /// A channel to a node's peer port (for node-control calls), cached.
+    /// A channel to a node's peer port (for node-control calls).
     fn peer_channel(&self, node: NodeId) -> Result<Channel> {
-        let mut chans = self
-            .peer_channels
-            .lock()
-            .expect("invariant: channel cache lock is never poisoned");
-        if let Some(c) = chans.get(&node) {
-            return Ok(c.clone());
-        }
         let addr = self.config.peers.get(&node).ok_or_else(|| {
             NodeError::Internal(format!("node {node} is not among the configured peers"))
         })?;
+        self.channel(addr)
+    }
+
+    /// A channel to another node's port at `addr` (peer or client API), connected lazily and
+    /// kept for reuse, so that forwarded calls do not open a connection each.
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut chans = self
+            .channels
+            .lock()
+            .expect("invariant: channel cache lock is never poisoned");
+        if let Some(c) = chans.get(addr) {
+            return Ok(c.clone());
+        }
         let ep = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| NodeError::Internal(format!("peer address {addr}: {e}")))?
+            .map_err(|e| NodeError::Internal(format!("node address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
             .tcp_nodelay(true);
         let c = ep.connect_lazy();
-        chans.insert(node, c.clone());
+        chans.insert(addr.to_owned(), c.clone());
         Ok(c)
     }
 
@@ -530,7 +535,6 @@ impl Broker {
                 Some(r) => r,
                 None => {
                     let dir = partition_dir(&self.config, &topic, partition, gid);
-                    let batch_bytes_max = log.batch_bytes_max;
                     let group = match self.registry.partition(gid) {
                         Some(g) => g,
                         None => self.registry.create_partition(gid, &dir, log).await?,
@@ -540,7 +544,6 @@ impl Broker {
                         partition,
                         group,
                         dir,
-                        batch_bytes_max,
                     };
                     self.replicas
                         .write()

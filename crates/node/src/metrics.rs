@@ -172,34 +172,28 @@ impl Metrics {
             out.truncate(i);
         }
         let w = &mut out;
-        let _ = writeln!(
+        let node = format!("node=\"{node_id}\"");
+        let connections = self.connections.load(Ordering::Relaxed);
+        gauge(
             w,
-            "# HELP skein_client_connections Open client connections."
+            "skein_client_connections",
+            "Open client connections.",
+            [(String::new(), connections)],
         );
-        let _ = writeln!(w, "# TYPE skein_client_connections gauge");
-        let _ = writeln!(
+        gauge(
             w,
-            "skein_client_connections {}",
-            self.connections.load(Ordering::Relaxed)
+            "skein_partitions",
+            "Partition replicas on this node.",
+            [(node.clone(), partitions.len() as u64)],
         );
-        let leaders = partitions.iter().filter(|p| p.leader).count();
-        let _ = writeln!(
+        let leaders = partitions.iter().filter(|p| p.leader).count() as u64;
+        gauge(
             w,
-            "# HELP skein_partitions Partition replicas on this node."
+            "skein_partition_leaders",
+            "Partitions this node leads.",
+            [(node, leaders)],
         );
-        let _ = writeln!(w, "# TYPE skein_partitions gauge");
-        let _ = writeln!(
-            w,
-            "skein_partitions{{node=\"{node_id}\"}} {}",
-            partitions.len()
-        );
-        let _ = writeln!(
-            w,
-            "# HELP skein_partition_leaders Partitions this node leads."
-        );
-        let _ = writeln!(w, "# TYPE skein_partition_leaders gauge");
-        let _ = writeln!(w, "skein_partition_leaders{{node=\"{node_id}\"}} {leaders}");
-        let gauges: [Gauge; 5] = [
+        let per_partition: [Gauge; 5] = [
             (
                 "skein_partition_leader",
                 "1 when this node leads the partition.",
@@ -226,47 +220,52 @@ impl Metrics {
                 |p| p.commit_lag,
             ),
         ];
-        for (name, help, f) in gauges {
-            let _ = writeln!(w, "# HELP {name} {help}");
-            let _ = writeln!(w, "# TYPE {name} gauge");
-            for p in partitions {
-                let _ = writeln!(
-                    w,
-                    "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
-                    p.topic,
-                    p.partition,
-                    f(p)
-                );
-            }
+        for (name, help, f) in per_partition {
+            let samples = partitions.iter().map(|p| {
+                (
+                    format!("topic=\"{}\",partition=\"{}\"", p.topic, p.partition),
+                    f(p),
+                )
+            });
+            gauge(w, name, help, samples);
         }
-        let w = &mut out;
-        let _ = writeln!(w, "# HELP skein_group_committed_offset Committed offset of a consumer group (groups coordinated by this node).");
-        let _ = writeln!(w, "# TYPE skein_group_committed_offset gauge");
-        for g in groups {
-            let _ = writeln!(
-                w,
-                "skein_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+        let group_labels = |g: &GroupGauge| {
+            format!(
+                "group=\"{}\",topic=\"{}\",partition=\"{}\"",
                 escape(&g.group),
                 g.topic,
-                g.partition,
-                g.committed
-            );
-        }
-        let _ = writeln!(w, "# HELP skein_group_lag Records between a group's committed offset and the high watermark.");
-        let _ = writeln!(w, "# TYPE skein_group_lag gauge");
-        for g in groups {
-            if let Some(lag) = g.lag {
-                let _ = writeln!(
-                    w,
-                    "skein_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {lag}",
-                    escape(&g.group),
-                    g.topic,
-                    g.partition
-                );
-            }
-        }
+                g.partition
+            )
+        };
+        gauge(
+            w,
+            "skein_group_committed_offset",
+            "Committed offset of a consumer group (groups coordinated by this node).",
+            groups.iter().map(|g| (group_labels(g), g.committed)),
+        );
+        gauge(
+            w,
+            "skein_group_lag",
+            "Records between a group's committed offset and the high watermark.",
+            groups
+                .iter()
+                .filter_map(|g| g.lag.map(|l| (group_labels(g), l))),
+        );
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// Writes one gauge family: its HELP and TYPE lines, then a sample per `(labels, value)`.
+fn gauge(w: &mut String, name: &str, help: &str, samples: impl IntoIterator<Item = (String, u64)>) {
+    let _ = writeln!(w, "# HELP {name} {help}");
+    let _ = writeln!(w, "# TYPE {name} gauge");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(w, "{name} {value}");
+        } else {
+            let _ = writeln!(w, "{name}{{{labels}}} {value}");
+        }
     }
 }
 

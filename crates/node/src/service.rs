@@ -197,14 +197,6 @@ impl ClientApi {
         };
         let m = &self.broker.metrics;
         for batch in p.batches {
-            if batch.len() > replica.batch_bytes_max as usize {
-                let e = skein_storage::StorageError::BatchTooLarge {
-                    size: batch.len(),
-                    max: replica.batch_bytes_max,
-                };
-                result.error = Some(NodeError::from(e).to_proto());
-                return result;
-            }
             let (records, len) = match BatchHeader::parse(&batch) {
                 Ok(h) => (u64::from(h.record_count), batch.len() as u64),
                 Err(e) => {

@@ -26,6 +26,9 @@ pub struct Group<C: SkeinTypes, A: Applier<C>> {
     state: Arc<RwLock<AppliedState<A>>>,
     shared: Arc<LogShared>,
     config: RaftConfig,
+    /// The log's largest accepted batch: checked before a batch is proposed, because a batch the
+    /// log refuses after it is in Raft would stop the group.
+    batch_bytes_max: u32,
 }
 
 impl<C: SkeinTypes, A: Applier<C>> std::fmt::Debug for Group<C, A> {
@@ -58,6 +61,7 @@ where
     ) -> Result<Self> {
         let span = tracing::info_span!("raft_group", node, group = id);
         async move {
+            let batch_bytes_max = log_config.batch_bytes_max;
             let shared = LogShared::open(id, node, dir, log_config)?;
             let (state, snapshot) = {
                 let mut g = shared.inner.lock().await;
@@ -87,10 +91,16 @@ where
                 state,
                 shared,
                 config: config.clone(),
+                batch_bytes_max,
             })
         }
         .instrument(span)
         .await
+    }
+
+    /// The largest batch this group's log accepts.
+    pub fn batch_bytes_max(&self) -> u32 {
+        self.batch_bytes_max
     }
 
     /// The group's id.

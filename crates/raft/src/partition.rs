@@ -217,6 +217,14 @@ impl PartitionGroup {
     /// majority) and applied. A retried batch of an idempotent producer is answered with the
     /// original's offset instead of being appended again.
     pub async fn produce(&self, batch: Bytes) -> Result<ProduceResponse> {
+        if batch.len() > self.batch_bytes_max() as usize {
+            return Err(Error::InvalidBatch(
+                skein_storage::StorageError::BatchTooLarge {
+                    size: batch.len(),
+                    max: self.batch_bytes_max(),
+                },
+            ));
+        }
         let h = batch::validate(&batch).map_err(Error::InvalidBatch)?;
         if h.kind != EntryKind::Data {
             return Err(Error::NotDataBatch { kind: h.kind });

@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 use crate::group::Group;
 use crate::metadata::MetadataGroup;
 use crate::partition::PartitionGroup;
+use crate::state_machine::Applier;
 use crate::transport::PeerPool;
-use crate::types::{GroupId, MetaTypes, NodeId, PartitionTypes};
+use crate::types::{GroupId, MetaTypes, NodeId, PartitionTypes, SkeinTypes};
 
 /// Where the transport delivers a request.
 pub(crate) enum Route {
@@ -73,17 +74,20 @@ impl Registry {
                 .is_some_and(|m| m.id() == group)
     }
 
-    /// Opens (or creates) the replica of partition group `group` in `dir` and starts it.
-    pub async fn create_partition(
+    /// Opens a group of any kind, refusing an id this node already has.
+    async fn open_group<C: SkeinTypes, A: Applier<C>>(
         &self,
         group: GroupId,
         dir: &Path,
         log_config: LogConfig,
-    ) -> Result<Arc<PartitionGroup>> {
+    ) -> Result<Group<C, A>>
+    where
+        C::R: Default,
+    {
         if self.exists(group) {
             return Err(Error::GroupExists(group));
         }
-        let g = Group::open(
+        Group::open(
             group,
             self.node,
             dir,
@@ -91,7 +95,17 @@ impl Registry {
             &self.config,
             self.pool.clone(),
         )
-        .await?;
+        .await
+    }
+
+    /// Opens (or creates) the replica of partition group `group` in `dir` and starts it.
+    pub async fn create_partition(
+        &self,
+        group: GroupId,
+        dir: &Path,
+        log_config: LogConfig,
+    ) -> Result<Arc<PartitionGroup>> {
+        let g = self.open_group(group, dir, log_config).await?;
         let g = Arc::new(PartitionGroup::new(g));
         let raced = {
             let mut parts = self
@@ -140,18 +154,7 @@ impl Registry {
         dir: &Path,
         log_config: LogConfig,
     ) -> Result<Arc<MetadataGroup>> {
-        if self.exists(group) {
-            return Err(Error::GroupExists(group));
-        }
-        let g = Group::open(
-            group,
-            self.node,
-            dir,
-            log_config,
-            &self.config,
-            self.pool.clone(),
-        )
-        .await?;
+        let g = self.open_group(group, dir, log_config).await?;
         let g = Arc::new(MetadataGroup::new(g));
         let previous = self
             .metadata

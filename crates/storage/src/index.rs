@@ -79,6 +79,9 @@ struct Table {
     file_header_len: usize,
     /// Entries already written to the file.
     written: usize,
+    /// Length of the file as this table last left it (`None` until known), so that flushes do
+    /// not have to `fstat` the file each time.
+    file_len: Option<u64>,
 }
 
 impl Table {
@@ -100,6 +103,18 @@ impl Table {
             let len = n * self.entry_len;
             self.data.owned().truncate(len);
             self.written = self.written.min(n);
+        }
+    }
+
+    /// The file's length, asked of the file system only the first time.
+    fn known_file_len(&mut self, file: &File) -> io::Result<u64> {
+        match self.file_len {
+            Some(l) => Ok(l),
+            None => {
+                let l = file.metadata()?.len();
+                self.file_len = Some(l);
+                Ok(l)
+            }
         }
     }
 
@@ -131,11 +146,15 @@ impl Table {
         if self.written < upto {
             let start = self.written * self.entry_len;
             let bytes = &self.data.bytes()[start..upto * self.entry_len];
-            file.write_all_at(bytes, (self.file_header_len + start) as u64)?;
+            let at = (self.file_header_len + start) as u64;
+            file.write_all_at(bytes, at)?;
             self.written = upto;
+            let end = at + bytes.len() as u64;
+            self.file_len = Some(self.known_file_len(file)?.max(end));
         }
-        if file.metadata()?.len() > file_len_all {
+        if self.known_file_len(file)? > file_len_all {
             file.set_len(file_len_all)?;
+            self.file_len = Some(file_len_all);
         }
         Ok(())
     }
@@ -166,6 +185,7 @@ impl OffsetIndex {
                 entry_len: INDEX_ENTRY_LEN,
                 file_header_len: INDEX_HEADER_LEN,
                 written: 0,
+                file_len: None,
             },
             base_index,
         }
@@ -184,6 +204,7 @@ impl OffsetIndex {
     /// Checks the header, the length and that entries increase; entries are not checked against
     /// the log here.
     pub(crate) fn parse(file: Bytes, mapped: bool) -> Result<Self, IndexDamage> {
+        let file_len = file.len() as u64;
         if file.len() < INDEX_HEADER_LEN {
             return Err(IndexDamage::BadHeader);
         }
@@ -209,6 +230,7 @@ impl OffsetIndex {
                 entry_len: INDEX_ENTRY_LEN,
                 file_header_len: INDEX_HEADER_LEN,
                 written: n,
+                file_len: Some(file_len),
             },
             base_index,
         };
@@ -288,8 +310,10 @@ impl OffsetIndex {
 
     /// Writes the header (if the file is new) and the first `upto` entries not yet written.
     pub fn write_pending_upto(&mut self, file: &File, upto: usize) -> io::Result<()> {
-        if file.metadata()?.len() < INDEX_HEADER_LEN as u64 {
+        let len = self.table.known_file_len(file)?;
+        if len < INDEX_HEADER_LEN as u64 {
             file.write_all_at(&Self::header_bytes(self.base_index), 0)?;
+            self.table.file_len = Some(INDEX_HEADER_LEN as u64);
         }
         self.table.write_pending_upto(file, upto)
     }
@@ -324,12 +348,14 @@ impl TimeIndex {
                 entry_len: TIME_ENTRY_LEN,
                 file_header_len: 0,
                 written: 0,
+                file_len: None,
             },
         }
     }
 
     /// Parses a `.timeindex` file's contents.
     pub(crate) fn parse(file: Bytes, mapped: bool) -> Result<Self, IndexDamage> {
+        let file_len = file.len() as u64;
         if !file.len().is_multiple_of(TIME_ENTRY_LEN) {
             return Err(IndexDamage::BadLength);
         }
@@ -345,6 +371,7 @@ impl TimeIndex {
                 entry_len: TIME_ENTRY_LEN,
                 file_header_len: 0,
                 written: n,
+                file_len: Some(file_len),
             },
         };
         for i in 1..n {

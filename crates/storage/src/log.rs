@@ -421,7 +421,7 @@ impl PartitionLog {
     /// entries that point at the newly durable bytes. A failure poisons the log.
     pub fn flush(&mut self) -> Result<()> {
         self.check_poisoned()?;
-        if self.unflushed_bytes == 0 && self.flushed_index == self.next_index() {
+        if !self.has_unflushed() {
             return Ok(());
         }
         let r = self.active_mut().flush();
@@ -445,12 +445,17 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// True when appended bytes are not known to be durable yet.
+    fn has_unflushed(&self) -> bool {
+        self.unflushed_bytes > 0 || self.flushed_index != self.next_index()
+    }
+
     /// First half of a flush that runs its fsync outside the log's lock. Returns `None` when
     /// nothing is pending. The pending window restarts: appends after this call are covered by
     /// the next flush, not by this ticket.
     pub fn begin_flush(&mut self) -> Result<Option<FlushTicket>> {
         self.check_poisoned()?;
-        if self.unflushed_bytes == 0 && self.flushed_index == self.next_index() {
+        if !self.has_unflushed() {
             return Ok(None);
         }
         let a = self.active();

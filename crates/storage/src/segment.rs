@@ -629,10 +629,16 @@ impl Segment {
     /// Validates the batch at `pos` (CRC included) and returns it as a zero-copy slice.
     fn batch_at(&self, pos: u64) -> Result<(BatchHeader, Bytes)> {
         let h = self.header_at(pos)?;
+        let bytes = self.checked_bytes(pos, &h)?;
+        Ok((h, bytes))
+    }
+
+    /// The bytes of the batch at `pos` whose header is `h`, after checking its CRC.
+    fn checked_bytes(&self, pos: u64, h: &BatchHeader) -> Result<Bytes> {
         let end = pos + h.batch_len as u64;
         let bytes = self.map.slice(pos as usize..end as usize);
         batch::validate(&bytes).map_err(|e| self.corrupt(pos, e.to_string()))?;
-        Ok((h, bytes))
+        Ok(bytes)
     }
 
     /// Position and header of the entry with Raft index `index`.
@@ -700,7 +706,8 @@ impl Segment {
         }
         let start = pos;
         while pos < self.size {
-            let (h, _) = self.batch_at(pos)?;
+            // Decide on the header first; the CRC is checked only for batches handed out.
+            let h = self.header_at(pos)?;
             let past_upto =
                 h.next_offset() > upto || (h.record_count == 0 && h.base_offset >= upto);
             if past_upto {
@@ -709,6 +716,7 @@ impl Segment {
             if pos > start && pos - start + h.batch_len as u64 > max_bytes {
                 break;
             }
+            self.checked_bytes(pos, &h)?;
             pos += h.batch_len as u64;
         }
         Ok(self.map.slice(start as usize..pos as usize))

@@ -191,7 +191,15 @@ impl Accumulator {
         now: Instant,
     ) -> bool {
         let batch_bytes_max = self.batch_bytes_max;
-        let q = self.partitions.entry(tp.clone()).or_default();
+        // Look up before inserting: the key is cloned only for a partition's first record.
+        if !self.partitions.contains_key(tp) {
+            self.partitions
+                .insert(tp.clone(), PartitionQueue::default());
+        }
+        let q = self
+            .partitions
+            .get_mut(tp)
+            .expect("invariant: the queue was inserted just above");
         let mut closed_one = false;
         if let Some(open) = &q.open {
             let size =

@@ -195,7 +195,7 @@ impl Producer {
             .acquire_many_owned(size as u32)
             .await
             .map_err(|_| ClientError::ProducerClosed)?;
-        let tp = TopicPartition::new(record.topic.clone(), partition);
+        let tp = TopicPartition::new(record.topic, partition);
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let (tx, rx) = oneshot::channel();
         let wake_sender = {

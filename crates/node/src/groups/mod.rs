@@ -530,16 +530,7 @@ impl Broker {
         let (_, addr) = leader.ok_or_else(|| NodeError::LeaderNotAvailable {
             what: format!("{topic}/{partition}"),
         })?;
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| NodeError::Internal(format!("address {addr}: {e}")))?
-            .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(2));
-        let chan = ep
-            .connect()
-            .await
-            .map_err(|e| NodeError::LeaderNotAvailable {
-                what: format!("{topic}/{partition} (cannot reach {addr}: {e})"),
-            })?;
+        let chan = self.channel(&addr)?;
         let mut c = skein_proto::v1::fetch_service_client::FetchServiceClient::new(chan);
         let r = c
             .list_offsets(skein_proto::v1::ListOffsetsRequest {
@@ -551,7 +542,12 @@ impl Broker {
                 }],
             })
             .await
-            .map_err(|s| NodeError::Internal(format!("list offsets on {addr}: {}", s.message())))?
+            .map_err(|s| NodeError::LeaderNotAvailable {
+                what: format!(
+                    "{topic}/{partition} (list offsets on {addr}: {})",
+                    s.message()
+                ),
+            })?
             .into_inner();
         let p = r
             .partitions

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skein_proto::v1 as pb;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::assign::{Strategy, Tp};
@@ -502,6 +503,19 @@ fn status(e: NodeError) -> Status {
     e.to_status()
 }
 
+/// The one rule for answering a group call: errors about where the coordinator is go back as a
+/// call-level status (the client finds the coordinator again); every other error goes in the
+/// response's own `Error` field, built by `with_error`.
+fn answer<T>(r: Result<T>, with_error: impl FnOnce(pb::Error) -> T) -> Result<Response<T>, Status> {
+    match r {
+        Ok(v) => Ok(Response::new(v)),
+        Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
+            Err(status(e))
+        }
+        Err(e) => Ok(Response::new(with_error(e.to_proto()))),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::group_service_server::GroupService for GroupApi {
     async fn find_coordinator(
@@ -524,16 +538,10 @@ impl pb::group_service_server::GroupService for GroupApi {
         req: Request<pb::JoinGroupRequest>,
     ) -> Result<Response<pb::JoinGroupResponse>, Status> {
         let req = req.into_inner();
-        match self.join(req).await {
-            Ok(r) => Ok(Response::new(r)),
-            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
-                Err(status(e))
-            }
-            Err(e) => Ok(Response::new(pb::JoinGroupResponse {
-                error: err(e),
-                ..Default::default()
-            })),
-        }
+        answer(self.join(req).await, |e| pb::JoinGroupResponse {
+            error: Some(e),
+            ..Default::default()
+        })
     }
 
     async fn sync_group(
@@ -623,13 +631,10 @@ impl pb::group_service_server::GroupService for GroupApi {
         &self,
         req: Request<pb::CommitOffsetsRequest>,
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
-        match self.commit(req.into_inner()).await {
-            Ok(()) => Ok(Response::new(pb::CommitOffsetsResponse { error: None })),
-            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
-                Err(status(e))
-            }
-            Err(e) => Ok(Response::new(pb::CommitOffsetsResponse { error: err(e) })),
-        }
+        let r = self.commit(req.into_inner()).await;
+        answer(r.map(|()| pb::CommitOffsetsResponse { error: None }), |e| {
+            pb::CommitOffsetsResponse { error: Some(e) }
+        })
     }
 
     async fn fetch_offsets(
@@ -719,7 +724,8 @@ impl pb::group_service_server::GroupService for GroupApi {
                     coordinator: Some((_, addr)),
                     ..
                 }) if !local_only => {
-                    for l in remote_list(&addr, p).await.map_err(status)? {
+                    let chan = self.broker.channel(&addr).map_err(status)?;
+                    for l in remote_list(chan, &addr, p).await.map_err(status)? {
                         groups.insert(l.group.clone(), l);
                     }
                 }
@@ -739,17 +745,12 @@ impl pb::group_service_server::GroupService for GroupApi {
         req: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
         let group = req.into_inner().group;
-        match self.describe(&group).await {
-            Ok(r) => Ok(Response::new(r)),
-            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
-                Err(status(e))
-            }
-            Err(e) => Ok(Response::new(pb::DescribeGroupResponse {
-                error: err(e),
-                group,
-                ..Default::default()
-            })),
-        }
+        let r = self.describe(&group).await;
+        answer(r, |e| pb::DescribeGroupResponse {
+            error: Some(e),
+            group,
+            ..Default::default()
+        })
     }
 
     async fn delete_group(
@@ -797,16 +798,12 @@ impl pb::group_service_server::GroupService for GroupApi {
         &self,
         req: Request<pb::ResetOffsetsRequest>,
     ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
-        match self.reset(req.into_inner()).await {
-            Ok(r) => Ok(Response::new(r)),
-            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
-                Err(status(e))
-            }
-            Err(e) => Ok(Response::new(pb::ResetOffsetsResponse {
-                error: err(e),
+        answer(self.reset(req.into_inner()).await, |e| {
+            pb::ResetOffsetsResponse {
+                error: Some(e),
                 ..Default::default()
-            })),
-        }
+            }
+        })
     }
 }
 
@@ -819,13 +816,7 @@ fn probe_group_for(p: u32) -> String {
 }
 
 /// The groups of offsets partition `p` as listed by its coordinator at `addr`.
-async fn remote_list(addr: &str, p: u32) -> Result<Vec<pb::GroupListing>> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| NodeError::Internal(format!("address {addr}: {e}")))?
-        .timeout(Duration::from_secs(5));
-    let chan = ep.connect().await.map_err(|e| {
-        NodeError::CoordinatorNotAvailable(format!("offsets partition {p} at {addr}: {e}"))
-    })?;
+async fn remote_list(chan: Channel, addr: &str, p: u32) -> Result<Vec<pb::GroupListing>> {
     let mut c =
         pb::group_service_client::GroupServiceClient::new(chan).max_decoding_message_size(64 << 20);
     let mut req = tonic::Request::new(pb::ListGroupsRequest {});
