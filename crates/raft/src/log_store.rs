@@ -209,7 +209,20 @@ impl LogShared {
         let paths = GroupPaths::new(dir);
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create group directory {}", dir.display()), e))?;
-        let log = PartitionLog::open(&paths.log, config)?;
+        // Damage (a flipped bit, a segment cut short) is cut off rather than refused: the
+        // replica's log then ends before it, and the leader sends the rest again.
+        let (log, repairs) = PartitionLog::open_repairing(&paths.log, config)?;
+        for r in &repairs {
+            tracing::error!(
+                group,
+                node,
+                segment = %r.segment.display(),
+                position = r.position,
+                reason = %r.reason,
+                quarantine = %r.quarantine.display(),
+                "replica log was damaged: cut before the damage, the leader re-replicates the rest"
+            );
+        }
         let vote = read_meta::<Vote>(&paths.vote, "vote file")?;
         let last_purged = read_meta::<LogId>(&paths.purged, "purge-point file")?;
         let committed = open_committed(&paths.committed)?;

@@ -524,3 +524,56 @@ async fn restarted_replica_restores_its_high_watermark_before_any_new_commit() {
         nodes[i].stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_damaged_while_down_cuts_its_log_and_gets_the_entries_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), log_config()).await;
+    let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+    let acked = produce_many(&nodes[l], 0, 400, 8).await;
+    assert_dense(&acked);
+    let f = (l + 1) % 3;
+    let last = last_applied(&nodes[l]);
+    applied(&nodes[f], last, WAIT).await;
+    nodes[f].stop().await;
+
+    // Flip one payload bit of the third batch of the follower's first (sealed) segment.
+    let log_dir = nodes[f].dir.join(format!("group-{GROUP}")).join("log");
+    let first = log_dir.join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).expect("read first segment");
+    let mut pos = 0usize;
+    for _ in 0..2 {
+        let h = skein_raft::storage::batch::BatchHeader::parse(&bytes[pos..]).expect("header");
+        pos += h.batch_len as usize;
+    }
+    let at = pos + skein_raft::storage::batch::HEADER_LEN + 5;
+    assert!(
+        at < bytes.len(),
+        "the first segment holds more than two batches"
+    );
+    bytes[at] ^= 0x20;
+    std::fs::write(&first, &bytes).expect("write damaged segment");
+
+    // More writes while it is down, then it comes back.
+    let more = produce_many(&nodes[l], 400, 100, 8).await;
+    nodes[f].restart(log_config()).await;
+    assert!(
+        log_dir.join("quarantine").is_dir(),
+        "the damaged range was moved aside"
+    );
+    let last = last_applied(&nodes[l]);
+    applied(&nodes[f], last, WAIT).await;
+    let reference = log_summary(&nodes[l]).await;
+    let repaired = log_summary(&nodes[f]).await;
+    assert_eq!(
+        repaired, reference,
+        "the repaired replica equals the leader"
+    );
+    assert_eq!(
+        nodes[f].partition().high_watermark(),
+        (acked.len() + more.len()) as u64 * 4
+    );
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}

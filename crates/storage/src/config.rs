@@ -57,6 +57,11 @@ pub struct LogConfig {
     pub retention: Retention,
     /// Preallocate the active segment's file (fallocate) instead of growing it.
     pub preallocate: bool,
+    /// Check every batch of every sealed segment (header, CRC, offset and index sequence) when
+    /// the log is opened, instead of only the batches after the last index entry. Costs one read
+    /// of the whole log at start-up; finds bit rot in old data before a reader or a follower
+    /// is handed it (see [`crate::PartitionLog::open_repairing`]).
+    pub verify_on_open: bool,
 }
 
 /// Positions in a segment are `u32` in the index files.
@@ -75,6 +80,7 @@ impl Default for LogConfig {
                 bytes: None,
             },
             preallocate: true,
+            verify_on_open: true,
         }
     }
 }

@@ -35,5 +35,5 @@ mod segment;
 
 pub use crate::config::{FlushPolicy, LogConfig, Retention, SEGMENT_BYTES_LIMIT};
 pub use crate::error::{Result, StorageError};
-pub use crate::log::{Clock, FlushTicket, PartitionLog, ReadSlice, RetentionPoint};
+pub use crate::log::{Clock, FlushTicket, PartitionLog, ReadSlice, Repair, RetentionPoint};
 pub use crate::segment::AppendInfo;

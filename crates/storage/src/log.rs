@@ -124,6 +124,100 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StorageError::io(format!("fsync directory {}", dir.display()), e))
 }
 
+/// A cut made by [`PartitionLog::open_repairing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// The segment holding the first damaged batch.
+    pub segment: PathBuf,
+    /// Byte position of that batch in the segment: the log now ends there.
+    pub position: u64,
+    /// What was wrong with it.
+    pub reason: String,
+    /// Where the cut bytes and the later segments were moved.
+    pub quarantine: PathBuf,
+}
+
+/// Moves `<name>` from `dir` into `quarantine`, under a new name if one is taken.
+fn quarantine_file(dir: &Path, quarantine: &Path, name: &str) -> Result<()> {
+    let from = dir.join(name);
+    let mut to = quarantine.join(name);
+    let mut n = 1;
+    while to.exists() {
+        to = quarantine.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(&from, &to)
+        .map_err(|e| StorageError::io(format!("move {} to {}", from.display(), to.display()), e))
+}
+
+/// Cuts the log in `dir` right before byte `position` of `segment`: the bytes from there to
+/// the segment's end are copied into `quarantine/`, the segment file is truncated, and every
+/// later segment (log and index files) is moved into `quarantine/`. Returns the quarantine.
+fn cut_before(dir: &Path, segment: &Path, position: u64) -> Result<PathBuf> {
+    let quarantine = dir.join("quarantine");
+    std::fs::create_dir_all(&quarantine)
+        .map_err(|e| StorageError::io(format!("create {}", quarantine.display()), e))?;
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            StorageError::io(
+                format!("repair {}", segment.display()),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a segment file name"),
+            )
+        })?;
+    let Some((base, _)) = segment::parse_file_name(name) else {
+        return Err(StorageError::io(
+            format!("repair {}", segment.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a segment file name"),
+        ));
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StorageError::io(format!("list log directory {}", dir.display()), e))?;
+    let mut later = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| StorageError::io(format!("list log directory {}", dir.display()), e))?;
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        if segment::parse_file_name(file).is_some_and(|(b, _)| b > base) {
+            later.push(file.to_owned());
+        }
+    }
+    for file in &later {
+        quarantine_file(dir, &quarantine, file)?;
+    }
+    // Keep the damaged tail for inspection, then cut it off.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(segment)
+        .map_err(|e| StorageError::io(format!("open {}", segment.display()), e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| StorageError::io(format!("stat {}", segment.display()), e))?
+        .len();
+    if position < len {
+        let tail = quarantine.join(format!("{name}.from-{position}"));
+        let mut src = &f;
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(position))
+            .map_err(|e| StorageError::io(format!("seek {}", segment.display()), e))?;
+        let mut out = std::fs::File::create(&tail)
+            .map_err(|e| StorageError::io(format!("create {}", tail.display()), e))?;
+        std::io::copy(&mut src, &mut out)
+            .and_then(|_| out.sync_all())
+            .map_err(|e| {
+                StorageError::io(format!("copy damaged bytes to {}", tail.display()), e)
+            })?;
+        f.set_len(position)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StorageError::io(format!("truncate {}", segment.display()), e))?;
+    }
+    sync_dir(&quarantine)?;
+    sync_dir(dir)?;
+    Ok(quarantine)
+}
+
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering it (see the crate docs).
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Self> {
@@ -183,6 +277,9 @@ impl PartitionLog {
                 interval,
                 now,
             )?;
+            if sealed && config.verify_on_open {
+                seg.verify()?;
+            }
             if let Some(prev) = segments.back() {
                 if prev.next_offset != seg.base_offset || prev.next_index != seg.base_index() {
                     return Err(StorageError::SegmentGap {
@@ -227,6 +324,66 @@ impl PartitionLog {
             #[cfg(test)]
             fail_next_flush: false,
         })
+    }
+
+    /// Opens the log like [`PartitionLog::open`], but repairs damage instead of refusing to
+    /// open: when a batch is corrupt (a flipped bit, a sealed segment cut short, a gap between
+    /// segments), the log is cut right before it. The bytes from the damaged batch to the end of
+    /// its segment and every later segment are moved into `quarantine/` in the log directory
+    /// (kept for inspection, never read again), and the log reopens ending at the last intact
+    /// batch. Returns what was cut, in the order it was found.
+    ///
+    /// The caller must get the cut entries back from elsewhere: a Raft replica's leader sends
+    /// them again, because the replica's log now ends earlier. Nothing damaged is ever served.
+    pub fn open_repairing(dir: impl AsRef<Path>, config: LogConfig) -> Result<(Self, Vec<Repair>)> {
+        let dir = dir.as_ref();
+        let mut repairs: Vec<Repair> = Vec::new();
+        loop {
+            let (segment, position, reason) = match Self::open(dir, config.clone()) {
+                Ok(log) => return Ok((log, repairs)),
+                Err(StorageError::CorruptBatch {
+                    segment,
+                    position,
+                    reason,
+                }) => (segment, position, reason),
+                Err(StorageError::SegmentGap {
+                    segment,
+                    found,
+                    expected,
+                    ..
+                }) => (
+                    segment,
+                    0,
+                    format!(
+                        "segment starts at offset {found}, the previous one ends at {expected}"
+                    ),
+                ),
+                Err(e) => return Err(e),
+            };
+            if repairs
+                .iter()
+                .any(|r| r.segment == segment && r.position == position)
+            {
+                return Err(StorageError::CorruptBatch {
+                    segment,
+                    position,
+                    reason: format!("{reason} (still there after cutting the log before it)"),
+                });
+            }
+            tracing::error!(
+                segment = %segment.display(),
+                position,
+                %reason,
+                "damaged batch: cutting the log before it; its replicas must send the rest again"
+            );
+            let quarantine = cut_before(dir, &segment, position)?;
+            repairs.push(Repair {
+                segment,
+                position,
+                reason,
+                quarantine,
+            });
+        }
     }
 
     fn check_poisoned(&self) -> Result<()> {

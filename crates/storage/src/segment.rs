@@ -302,6 +302,23 @@ impl Segment {
         Ok(h)
     }
 
+    /// Checks every batch of the segment from its start (header, CRC, offsets, Raft indexes and
+    /// terms in sequence), not only those after the last index entry as recovery does.
+    pub fn verify(&self) -> Result<()> {
+        let (mut pos, mut offset, mut index, mut term) =
+            (0u64, self.base_offset, self.base_index(), 0u64);
+        while pos < self.size {
+            let h = self
+                .check_batch_at(pos, self.size, offset, index, term)
+                .map_err(|reason| self.corrupt(pos, reason))?;
+            pos += h.batch_len as u64;
+            offset = h.next_offset();
+            index += 1;
+            term = h.raft_term;
+        }
+        Ok(())
+    }
+
     fn is_zero_header(&self, pos: u64, limit: u64) -> bool {
         let end = (pos as usize + HEADER_LEN).min(limit as usize);
         self.map[pos as usize..end].iter().all(|b| *b == 0)

@@ -46,6 +46,7 @@ fn small_config() -> LogConfig {
         retention: Retention::default(),
         segment_age_max: None,
         preallocate: true,
+        verify_on_open: true,
     }
 }
 
@@ -316,7 +317,11 @@ fn corruption_in_a_sealed_segment_is_found_when_read() {
     let mut bytes = std::fs::read(&first).expect("read");
     bytes[200] ^= 0x10;
     std::fs::write(&first, &bytes).expect("write");
-    let log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let unverified = LogConfig {
+        verify_on_open: false,
+        ..small_config()
+    };
+    let log = PartitionLog::open(dir.path(), unverified).expect("open");
     match log.read(0, 1 << 20) {
         Err(StorageError::CorruptBatch {
             segment, position, ..
@@ -327,6 +332,150 @@ fn corruption_in_a_sealed_segment_is_found_when_read() {
         other => panic!("expected CorruptBatch, got {other:?}"),
     }
     assert!(log.entries(0, 3, u64::MAX).is_err());
+}
+
+#[test]
+fn an_early_flipped_bit_in_a_sealed_segment_is_found_at_open_when_verifying() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        for i in 0..100 {
+            log.append(&batch_of(5, 60, i)).expect("append");
+        }
+        log.flush().expect("flush");
+    }
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).expect("read");
+    bytes[200] ^= 0x10;
+    std::fs::write(&first, &bytes).expect("write");
+    match PartitionLog::open(dir.path(), small_config()) {
+        Err(StorageError::CorruptBatch {
+            segment, position, ..
+        }) => {
+            assert_eq!(segment, first);
+            assert!(position <= 200);
+        }
+        other => panic!("expected CorruptBatch, got {other:?}"),
+    }
+}
+
+/// Writes 100 batches of 5 records (offsets 5i..5i+5, Raft index i) over several segments.
+fn hundred_batches(dir: &Path) -> Vec<(u64, u64)> {
+    let mut log = PartitionLog::open(dir, small_config()).expect("open");
+    for i in 0..100 {
+        log.append(&batch_of(5, 60, i)).expect("append");
+    }
+    log.flush().expect("flush");
+    assert!(log.segment_count() >= 3);
+    (0..100).map(|i| (i * 5, i)).collect()
+}
+
+/// Byte positions of the batches of a segment file.
+fn batch_positions(bytes: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + batch::HEADER_LEN <= bytes.len() {
+        let Ok(h) = batch::BatchHeader::parse(&bytes[pos..]) else {
+            break;
+        };
+        if h.batch_len == 0 {
+            break;
+        }
+        out.push(pos);
+        pos += h.batch_len as usize;
+    }
+    out
+}
+
+#[test]
+fn open_repairing_cuts_the_log_before_a_flipped_bit_and_quarantines_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    hundred_batches(dir.path());
+    let segments_before = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        })
+        .count();
+    // Flip a bit in the payload of the third batch of the first (sealed) segment.
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).expect("read");
+    let positions = batch_positions(&bytes);
+    assert!(positions.len() > 4);
+    let at = positions[2] + batch::HEADER_LEN + 10;
+    bytes[at] ^= 0x04;
+    std::fs::write(&first, &bytes).expect("write");
+
+    let (mut log, repairs) =
+        PartitionLog::open_repairing(dir.path(), small_config()).expect("open repairing");
+    assert_eq!(repairs.len(), 1, "{repairs:?}");
+    assert_eq!(repairs[0].segment, first);
+    assert_eq!(repairs[0].position, positions[2] as u64);
+    // The log ends right before the damaged batch: batches 0 and 1 (offsets 0..10) remain.
+    assert_eq!(log.next_offset(), 10);
+    assert_eq!(log.next_index(), 2);
+    assert_eq!(all_offsets(&log), (0..10).collect::<Vec<_>>());
+    // The damaged bytes and every later segment are kept aside, not in the log.
+    let quarantined: Vec<String> = std::fs::read_dir(&repairs[0].quarantine)
+        .expect("list quarantine")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(quarantined
+        .iter()
+        .any(|n| n.starts_with("00000000000000000000.log.from-")));
+    assert_eq!(
+        quarantined.iter().filter(|n| n.ends_with(".log")).count(),
+        segments_before - 1,
+        "{quarantined:?}"
+    );
+    // The log goes on from the cut: the same offsets and indexes are written again.
+    let info = log.append(&batch_of(5, 60, 2)).expect("append");
+    assert_eq!((info.base_offset, info.raft_index), (10, 2));
+    log.flush().expect("flush");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen strict");
+    assert_eq!(log.next_offset(), 15);
+}
+
+#[test]
+fn open_repairing_handles_a_damaged_first_batch_and_a_torn_tail() {
+    // Damage at the very first batch leaves an empty log at the same position.
+    let dir = tempfile::tempdir().expect("tempdir");
+    hundred_batches(dir.path());
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).expect("read");
+    bytes[batch::HEADER_LEN + 3] ^= 0x80;
+    std::fs::write(&first, &bytes).expect("write");
+    let (log, repairs) =
+        PartitionLog::open_repairing(dir.path(), small_config()).expect("open repairing");
+    assert_eq!(repairs.len(), 1);
+    assert_eq!((log.next_offset(), log.next_index()), (0, 0));
+
+    // A torn tail needs no repair: recovery cuts it as always.
+    let dir = tempfile::tempdir().expect("tempdir");
+    hundred_batches(dir.path());
+    let mut last = None;
+    for e in std::fs::read_dir(dir.path()).expect("list") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "log") && last.as_ref().is_none_or(|l| &p > l) {
+            last = Some(p);
+        }
+    }
+    let last = last.expect("a segment");
+    let bytes = std::fs::read(&last).expect("read");
+    let positions = batch_positions(&bytes);
+    let cut = positions[positions.len() - 1] + 30;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .expect("open");
+    f.set_len(cut as u64).expect("truncate");
+    drop(f);
+    let (log, repairs) =
+        PartitionLog::open_repairing(dir.path(), small_config()).expect("open repairing");
+    assert!(repairs.is_empty());
+    assert_eq!((log.next_offset(), log.next_index()), (495, 99));
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub fn log_config() -> LogConfig {
         segment_bytes_max: 64 << 10,
         batch_bytes_max: 16 << 10,
         preallocate: false,
+        verify_on_open: true,
         ..LogConfig::default()
     }
 }
