@@ -98,6 +98,11 @@ where
         .await
     }
 
+    /// The Raft settings the group runs with.
+    pub(crate) fn raft_config(&self) -> &RaftConfig {
+        &self.config
+    }
+
     /// The largest batch this group's log accepts.
     pub fn batch_bytes_max(&self) -> u32 {
         self.batch_bytes_max

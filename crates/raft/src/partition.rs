@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -294,15 +295,39 @@ impl PartitionGroup {
         result
     }
 
-    /// As a new leader, waits once per term until every entry of earlier terms is applied, so
-    /// that a retry of a batch the previous leader appended is recognised.
+    /// As a new leader, waits once per term (and once per process) until every entry its log
+    /// held when it started leading is applied, so that a retry of a batch appended before is
+    /// recognised by the producer table. Entries of earlier terms are not enough: openraft
+    /// restores a leader that restarts with its own committed vote in the same term, and the
+    /// batches it appended in that term before the restart are in its log, uncommitted, known
+    /// to no in-flight table (the fault suite found the duplicate this let in).
     async fn ensure_caught_up(&self) -> Result<()> {
-        let term = self.raft().metrics().borrow().current_term;
+        let (term, last_index) = {
+            let m = self.raft().metrics();
+            let m = m.borrow();
+            (m.current_term, m.last_log_index)
+        };
         if self.caught_up_term.load(Ordering::Acquire) == term {
             return Ok(());
         }
         match self.raft().ensure_linearizable().await {
             Ok(_) => {
+                let timeout =
+                    self.raft_config().election_timeout_max() * 2 + Duration::from_secs(5);
+                if let Err(e) = self
+                    .raft()
+                    .wait(Some(timeout))
+                    .applied_index_at_least(last_index, "the leader's earlier entries applied")
+                    .await
+                {
+                    tracing::warn!(group = self.id(), error = %e, "leader not caught up yet");
+                    // Retryable, like not being the leader yet.
+                    return Err(Error::NotLeader {
+                        group: self.id(),
+                        node: self.node_id(),
+                        leader: None,
+                    });
+                }
                 self.caught_up_term.store(term, Ordering::Release);
                 Ok(())
             }

@@ -577,3 +577,59 @@ async fn a_follower_damaged_while_down_cuts_its_log_and_gets_the_entries_again()
         n.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_whole_cluster_restart_is_not_appended_twice() {
+    // Found by the fault suite (kill-all): openraft restores a leader that restarts with its own
+    // committed vote in the same term; a batch it appended before the restart, uncommitted, was
+    // in its log but not in its producer table, and the client's retry was appended again.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), log_config()).await;
+    let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+    let p = nodes[l].partition();
+    p.produce(idempotent_batch(7, 0, 0, 3))
+        .await
+        .expect("first batch");
+    isolate(&nodes, l);
+    let stuck = tokio::time::timeout(
+        Duration::from_millis(500),
+        p.produce(idempotent_batch(7, 0, 3, 2)),
+    )
+    .await;
+    assert!(stuck.is_err(), "an isolated leader cannot commit");
+    assert!(last_log_index(&nodes[l]) > last_applied(&nodes[l]));
+    drop(p);
+    for n in &mut nodes {
+        n.stop().await;
+    }
+    for n in &mut nodes {
+        n.restart(log_config()).await;
+    }
+    let new = leader(&nodes, &[0, 1, 2], WAIT).await;
+    let p = nodes[new].partition();
+    let retry = p
+        .produce(idempotent_batch(7, 0, 3, 2))
+        .await
+        .expect("retry after the restart");
+    let again = p
+        .produce(idempotent_batch(7, 0, 3, 2))
+        .await
+        .expect("second retry");
+    assert_eq!(retry.base_offset, again.base_offset);
+    let last = last_applied(&nodes[new]);
+    for n in &nodes {
+        applied(n, last, WAIT).await;
+    }
+    let copies = log_summary(&nodes[new])
+        .await
+        .into_iter()
+        .filter(|e| e.5 == 0)
+        .count();
+    assert_eq!(
+        copies, 2,
+        "each batch is in the log once (leader {new}, was {l})"
+    );
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}
