@@ -539,6 +539,30 @@ async fn fetch_once(
     Ok((p.high_watermark, p.log_start_offset, p.next_offset, seen))
 }
 
+/// The log start named by an OFFSET_OUT_OF_RANGE answer (`... out of range [START, END]`).
+fn range_start(message: &str) -> Option<u64> {
+    let rest = &message[message.find("out of range [")? + "out of range [".len()..];
+    rest[..rest.find(',')?].trim().parse().ok()
+}
+
+/// A node's (high watermark, log start) for a partition. A replica whose log was restarted after
+/// a snapshot (see `docs/reliability.md`) does not start at 0.
+async fn probe(
+    c: &mut pb::fetch_service_client::FetchServiceClient<tonic::transport::Channel>,
+    partition: u32,
+) -> anyhow::Result<(u64, u64)> {
+    match fetch_once(c, partition, 0, 1).await {
+        Ok((hwm, start, ..)) => Ok((hwm, start)),
+        Err(e) => {
+            let Some(start) = range_start(&format!("{e:#}")) else {
+                return Err(e);
+            };
+            let (hwm, start, ..) = fetch_once(c, partition, start, 1).await?;
+            Ok((hwm, start))
+        }
+    }
+}
+
 /// Waits (up to `timeout`) until every node reports the same high watermark for every
 /// partition; returns whether they converged.
 pub async fn wait_converged(nodes: &[(u64, String)], partitions: u32, timeout: Duration) -> bool {
@@ -554,8 +578,8 @@ pub async fn wait_converged(nodes: &[(u64, String)], partitions: u32, timeout: D
                 break;
             };
             for p in 0..partitions {
-                match fetch_once(&mut c, p, 0, 1).await {
-                    Ok((hwm, ..)) => hwms.push(hwm),
+                match probe(&mut c, p).await {
+                    Ok((hwm, _)) => hwms.push(hwm),
                     Err(_) => {
                         ok = false;
                         break 'nodes;
@@ -620,7 +644,7 @@ pub async fn final_reads(nodes: &[(u64, String)], partitions: u32, rec: &Recorde
 
 async fn read_partition(addr: &str, partition: u32) -> anyhow::Result<(u64, u64, Vec<Seen>)> {
     let mut c = fetch_client(addr).await?;
-    let (hwm, start, _, _) = fetch_once(&mut c, partition, 0, 1).await?;
+    let (hwm, start) = probe(&mut c, partition).await?;
     let mut records = Vec::new();
     let mut at = start;
     while at < hwm {
@@ -646,4 +670,18 @@ pub async fn leader_of(admin: &Admin, partition: u32) -> Option<u64> {
         .iter()
         .find(|p| p.partition == partition)
         .and_then(|p| p.leader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_start_is_read_from_an_out_of_range_answer() {
+        assert_eq!(
+            range_start("fetch faults/0 at 0: 12 offset 0 is out of range [4200, 9000]"),
+            Some(4200)
+        );
+        assert_eq!(range_start("something else"), None);
+    }
 }
