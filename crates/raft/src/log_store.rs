@@ -292,6 +292,21 @@ impl LogShared {
 }
 
 /// A log id from a term and an index (a term has exactly one leader, see the crate docs).
+/// The vote a replica starts with. A vote that made this node the leader comes back
+/// *uncommitted* (the same term, voted for itself): openraft would otherwise restore the node as
+/// leader of that term at once, and a leader whose log lost its unsynced tail in the crash (its
+/// followers may have committed those entries without it) would then write *different* entries
+/// at the same term and index, which Raft assumes never happens. Demoted, it must win an election
+/// in a later term, which only a replica holding every committed entry can. (Found by the fault
+/// suite: a leader restarted with a torn tail overwrote acknowledged records.)
+fn restart_vote(v: Vote, node: NodeId) -> Vote {
+    if v.is_committed() && v.leader_id().voted_for() == Some(node) {
+        Vote::new(v.leader_id().term, node)
+    } else {
+        v
+    }
+}
+
 pub(crate) fn log_id(term: u64, index: u64) -> LogId {
     LogId::new(CommittedLeaderId::new(term, 0), index)
 }
@@ -601,7 +616,8 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn read_vote(&mut self) -> std::result::Result<Option<Vote>, StoreError> {
-        Ok(self.shared.inner.lock().await.vote)
+        let vote = self.shared.inner.lock().await.vote;
+        Ok(vote.map(|v| restart_vote(v, self.shared.node)))
     }
 
     async fn save_committed(
@@ -687,10 +703,22 @@ mod tests {
     use super::*;
     use openraft::storage::RaftLogStorage;
 
+    #[test]
+    fn a_leaders_own_committed_vote_comes_back_uncommitted() {
+        let mine = Vote::new_committed(7, 3);
+        let back = restart_vote(mine, 3);
+        assert!(!back.is_committed());
+        assert_eq!(back.leader_id().term, 7);
+        assert_eq!(back.leader_id().voted_for(), Some(3));
+        // Another node's leadership, or a plain vote, is kept as it was.
+        assert_eq!(restart_vote(mine, 2), mine);
+        assert_eq!(restart_vote(Vote::new(7, 3), 3), Vote::new(7, 3));
+    }
+
     #[tokio::test]
     async fn vote_and_purge_point_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let vote = Vote::new_committed(7, 3);
+        let vote = Vote::new_committed(7, 2);
         {
             let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("open");
             let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);

@@ -301,6 +301,18 @@ impl<'a> Nemesis<'a> {
         let others = self.others(l);
         let f = others[self.rng.below(others.len() as u64) as usize];
         let seed = self.rng.next_u64();
+        // The torn tail goes to a partition the victim follows too: a follower's torn tail is what
+        // a crash can leave. (Tearing fsynced, acknowledged entries off a *leader* is a disk that
+        // lied; see docs/reliability.md.)
+        let mut q = None;
+        for k in 1..=self.partitions {
+            let cand = (p + k) % self.partitions;
+            let leader = workload::leader_of(&self.admin, cand).await;
+            if leader.is_some_and(|l| l != f as u64) {
+                q = Some(cand);
+                break;
+            }
+        }
         self.nodes.kill9(f)?;
         let dirs = self.nodes.partition_log_dirs(f)?;
         let dir_of = |q: u32| {
@@ -310,14 +322,18 @@ impl<'a> Nemesis<'a> {
                 .with_context(|| format!("node {f} has no log of {TOPIC}/{q}"))
         };
         let flipped = nodes::flip_bit_in_sealed(&dir_of(p)?, seed)?;
-        let q = (p + 1) % self.partitions;
         // An active segment that has just rolled holds nothing to tear.
-        let torn =
-            nodes::tear_tail(&dir_of(q)?).unwrap_or_else(|e| format!("no torn tail ({e:#})"));
+        let torn = match q {
+            Some(q) => format!(
+                "{TOPIC}/{q}: {}",
+                nodes::tear_tail(&dir_of(q)?).unwrap_or_else(|e| format!("no torn tail ({e:#})"))
+            ),
+            None => "no partition it follows to tear".to_owned(),
+        };
         self.start(
             "corrupt-follower",
             format!(
-                "node {f} (follower of {TOPIC}/{p}) killed; {TOPIC}/{p}: {}; {TOPIC}/{q}: {torn}",
+                "node {f} (follower of {TOPIC}/{p}) killed; {TOPIC}/{p}: {}; {torn}",
                 flipped.as_deref().unwrap_or("no sealed segment to damage")
             ),
         );
