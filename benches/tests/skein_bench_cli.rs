@@ -93,6 +93,12 @@ fn cluster_of_one_node_produces_20000_records_and_reports_json() {
         "{v}"
     );
     assert!(
+        v["cluster"]["node_rss_anon_peak_mib"][0]
+            .as_f64()
+            .is_some_and(|m| m > 0.0),
+        "{v}"
+    );
+    assert!(
         v["cluster"]["node_cpu_secs"][0]
             .as_f64()
             .is_some_and(|s| s > 0.0),

@@ -446,7 +446,7 @@ pub fn bytes_json(b: Option<&[u8]>) -> Value {
 /// One consumed record as a JSON line.
 pub fn record_json(r: &ConsumerRecord) -> Value {
     json!({
-        "topic": r.topic,
+        "topic": &*r.topic,
         "partition": r.partition,
         "offset": r.offset,
         "timestamp": r.timestamp,

@@ -1,7 +1,7 @@
 //! [`Client`]: connections to brokers, the metadata cache and the retry policy that the
 //! producer, the consumer and the admin API share.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -13,6 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::config::ClientConfig;
 use crate::error::{ClientError, LeaderHint, Result};
+use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::record::TopicPartition;
 
 /// Largest gRPC message the client accepts (fetch responses are bounded by the consumer's
@@ -76,11 +77,12 @@ pub struct ClusterMetadata {
 
 #[derive(Debug, Default)]
 struct MetadataCache {
-    nodes: HashMap<u64, NodeDescription>,
+    nodes: FxHashMap<u64, NodeDescription>,
     /// Shared, so that a lookup on the produce path is a reference-count increment, not a copy.
-    topics: HashMap<String, Arc<TopicDescription>>,
+    /// FxHash: `Producer::send` looks a topic up here for every record.
+    topics: FxHashMap<String, Arc<TopicDescription>>,
     /// Topics whose leaders are known to be stale (a NOT_LEADER without hint, a dead broker).
-    stale: HashSet<String>,
+    stale: FxHashSet<String>,
 }
 
 #[derive(Debug)]
@@ -198,7 +200,7 @@ impl Client {
         {
             let cache = read_lock(&self.inner.metadata);
             if let Some(t) = cache.topics.get(topic) {
-                if !cache.stale.contains(topic) {
+                if cache.stale.is_empty() || !cache.stale.contains(topic) {
                     return Ok(t.clone());
                 }
             }

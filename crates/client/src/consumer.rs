@@ -63,7 +63,7 @@ impl Consumer {
         self.assignment = next;
         let assignment = &self.assignment;
         self.buffer
-            .retain(|r| assignment.contains_key(&TopicPartition::new(&r.topic, r.partition)));
+            .retain(|r| assignment.contains_key(&TopicPartition::new(&*r.topic, r.partition)));
     }
 
     /// Assigns every partition of `topic`.
@@ -96,7 +96,7 @@ impl Consumer {
     fn drop_buffered(&mut self, tp: &TopicPartition) -> Option<u64> {
         let mut first = None;
         self.buffer.retain(|r| {
-            let keep = !(r.topic == tp.topic && r.partition == tp.partition);
+            let keep = !(*r.topic == *tp.topic && r.partition == tp.partition);
             if !keep && first.is_none() {
                 first = Some(r.offset);
             }
@@ -171,7 +171,7 @@ impl Consumer {
         let buffered = self
             .buffer
             .iter()
-            .find(|r| r.topic == tp.topic && r.partition == tp.partition)
+            .find(|r| *r.topic == *tp.topic && r.partition == tp.partition)
             .map(|r| r.offset);
         buffered.or(self.assignment.get(tp)?.fetch_position)
     }
@@ -218,7 +218,9 @@ impl Consumer {
         if self.buffer.is_empty() {
             self.fetch_once().await?;
         }
-        Ok(self.buffer.drain(..).collect())
+        // Hands over the buffer's allocation (no copy when it is contiguous, as it is after
+        // a fetch into an empty buffer).
+        Ok(Vec::from(std::mem::take(&mut self.buffer)))
     }
 
     /// The next record, fetching as needed. Waits until a record arrives.
@@ -419,7 +421,12 @@ impl Consumer {
             next = r.next_offset;
         }
         s.fetch_position = Some(next);
-        self.buffer.extend(decoded.records);
+        if self.buffer.is_empty() {
+            // Takes the vector's allocation over instead of copying every record.
+            self.buffer = VecDeque::from(decoded.records);
+        } else {
+            self.buffer.extend(decoded.records);
+        }
         Ok(())
     }
 

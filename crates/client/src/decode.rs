@@ -4,6 +4,8 @@
 //! batch that begins before the offset asked for, whose earlier records are skipped. Every
 //! batch's CRC is checked before anything in it is used; compressed batches are decompressed.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use skein_storage::batch::{BatchIter, Compression as BatchCompression, EntryKind};
 use skein_storage::StorageError;
@@ -24,10 +26,13 @@ pub(crate) struct Decoded {
 /// Decodes `data` fetched for `tp` from offset `from`.
 pub(crate) fn decode_fetched(tp: &TopicPartition, data: Bytes, from: u64) -> Result<Decoded> {
     let mut out = Decoded::default();
+    // One name for every record of the fetch.
+    let topic: Arc<str> = Arc::from(tp.topic.as_str());
     let corrupt = |reason: String| ClientError::CorruptResponse {
         what: format!("fetch from {tp}"),
         reason,
     };
+    let data_len = data.len();
     for (batches_seen, batch) in BatchIter::new(data).enumerate() {
         let batch = match batch {
             Ok(b) => b,
@@ -49,6 +54,14 @@ pub(crate) fn decode_fetched(tp: &TopicPartition, data: Bytes, from: u64) -> Res
                 batch.records_from(Bytes::from(plain))
             }
         };
+        if out.records.capacity() == 0 {
+            // Room for the whole fetch, estimated from its first data batch (the vector then
+            // grows at most a few times instead of with every batch).
+            let per_batch = header.record_count as usize;
+            let batch_len = batch.bytes().len().max(1);
+            out.records
+                .reserve(per_batch.max(per_batch.saturating_mul(data_len / batch_len)));
+        }
         for r in records {
             let r =
                 r.map_err(|e| corrupt(format!("batch at offset {}: {e}", header.base_offset)))?;
@@ -56,20 +69,23 @@ pub(crate) fn decode_fetched(tp: &TopicPartition, data: Bytes, from: u64) -> Res
                 continue;
             }
             out.records.push(ConsumerRecord {
-                topic: tp.topic.clone(),
+                topic: topic.clone(),
                 partition: tp.partition,
                 offset: r.offset,
                 timestamp: r.timestamp,
                 key: r.key,
                 value: r.value,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| Header {
-                        key: String::from_utf8_lossy(&k).into_owned(),
-                        value: v,
-                    })
-                    .collect(),
+                headers: if r.headers.is_empty() {
+                    Vec::new()
+                } else {
+                    r.headers
+                        .into_iter()
+                        .map(|(k, v)| Header {
+                            key: String::from_utf8_lossy(&k).into_owned(),
+                            value: v,
+                        })
+                        .collect()
+                },
             });
         }
     }
@@ -157,7 +173,7 @@ pub(crate) mod tests {
         );
         assert_eq!(d.next_offset, Some(15));
         let r = &d.records[0];
-        assert_eq!((r.topic.as_str(), r.partition), ("t", 0));
+        assert_eq!((&*r.topic, r.partition), ("t", 0));
         assert_eq!(r.key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(r.timestamp, 1_001);
         assert_eq!(r.headers[0].key, "h");

@@ -109,6 +109,7 @@ mod config;
 mod consumer;
 mod decode;
 mod error;
+mod fxhash;
 mod group;
 pub mod partitioner;
 mod producer;

@@ -1,6 +1,7 @@
 //! Records as users see them: what a producer sends and what a consumer receives.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -40,10 +41,14 @@ pub struct Header {
 }
 
 /// A record to produce.
+///
+/// Topic names are `Arc<str>` in records (here, in [`RecordMetadata`] and in
+/// [`ConsumerRecord`]): a producer sending many records to one topic clones a reference count
+/// per record instead of allocating a copy of the name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {
     /// Destination topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Explicit partition; `None` lets the partitioner choose (murmur2 of the key, or sticky).
     pub partition: Option<u32>,
     /// Key; records with the same key go to the same partition.
@@ -58,7 +63,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     /// A record with a value and no key.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         ProducerRecord {
             topic: topic.into(),
             partition: None,
@@ -101,7 +106,7 @@ impl ProducerRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
     /// Topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: u32,
     /// Offset of the record in the partition.
@@ -113,8 +118,8 @@ pub struct RecordMetadata {
 /// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by every record of a fetch).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: u32,
     /// Offset in the partition.
@@ -133,6 +138,12 @@ pub struct ConsumerRecord {
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        // Seconds and milliseconds apart: `as_millis` goes through u128 (once per record).
+        .map(|d| {
+            i64::try_from(d.as_secs())
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000)
+                .saturating_add(i64::from(d.subsec_millis()))
+        })
         .unwrap_or(0)
 }

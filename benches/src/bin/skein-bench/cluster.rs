@@ -214,6 +214,14 @@ impl LocalCluster {
             .collect()
     }
 
+    /// Process ids of the running nodes.
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|n| n.child.as_ref().map(|c| c.id()))
+            .collect()
+    }
+
     /// CPU time (user + system) each running node has used so far, seconds (0 when unreadable).
     pub fn cpu_secs(&self) -> Vec<f64> {
         self.nodes
@@ -320,7 +328,19 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    parse_status_kib(status, "VmHWM:")
+}
+
+/// `RssAnon` of a process from /proc, KiB: its own memory, without the file pages it maps (a
+/// node reads its log segments through memory maps, and those pages, which the kernel can
+/// drop, count in `VmHWM`).
+pub fn rss_anon_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, "RssAnon:")
+}
+
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -377,6 +397,11 @@ mod tests {
         let status = "Name:\tskein-node\nVmPeak:\t  999 kB\nVmHWM:\t   123456 kB\nVmRSS:\t 1 kB\n";
         assert_eq!(parse_vm_hwm_kib(status), Some(123456));
         assert_eq!(parse_vm_hwm_kib("Name: x\n"), None);
+        assert_eq!(
+            parse_status_kib("VmHWM:\t 5 kB\nRssAnon:\t   4321 kB\n", "RssAnon:"),
+            Some(4321)
+        );
+        assert!(rss_anon_kib(std::process::id()).is_some_and(|k| k > 0));
         assert!(vm_hwm_kib(std::process::id()).is_some_and(|k| k > 0));
     }
 

@@ -11,6 +11,9 @@ mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -102,10 +105,32 @@ async fn run_cluster(c: ClusterArgs) -> anyhow::Result<()> {
         );
     }
     let output = args.output;
+    // Peak anonymous memory of each node, sampled every 100 ms (`VmHWM` also counts the pages
+    // of the log segments the node maps).
+    let pids = cluster.pids();
+    let anon_peak: Arc<Vec<AtomicU64>> = Arc::new(pids.iter().map(|_| AtomicU64::new(0)).collect());
+    let sampler = {
+        let anon_peak = anon_peak.clone();
+        tokio::spawn(async move {
+            loop {
+                for (pid, peak) in pids.iter().zip(anon_peak.iter()) {
+                    if let Some(kib) = pid.and_then(cluster::rss_anon_kib) {
+                        peak.fetch_max(kib, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let result = tokio::select! {
         r = run::run(scenario, args) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
+    sampler.abort();
+    let rss_anon: Vec<f64> = anon_peak
+        .iter()
+        .map(|k| (k.load(Ordering::Relaxed) as f64 / 1024.0 * 10.0).round() / 10.0)
+        .collect();
     let rss = cluster.rss_peak_mib();
     let cpu = cluster.cpu_secs();
     let bench_cpu = self_cpu_secs();
@@ -123,6 +148,7 @@ async fn run_cluster(c: ClusterArgs) -> anyhow::Result<()> {
         nodes: c.nodes,
         data_dir,
         node_rss_peak_mib: rss,
+        node_rss_anon_peak_mib: rss_anon,
         node_cpu_secs: cpu,
     });
     print_report(&report, output);

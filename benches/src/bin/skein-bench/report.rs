@@ -133,6 +133,9 @@ pub struct ClusterReport {
     pub data_dir: String,
     /// Peak resident set (VmHWM) of each node process, MiB, read just before it was stopped.
     pub node_rss_peak_mib: Vec<f64>,
+    /// Peak anonymous resident memory (`RssAnon`, sampled every 100 ms) of each node, MiB: the
+    /// node's own memory, without the log segment pages it maps.
+    pub node_rss_anon_peak_mib: Vec<f64>,
     /// CPU seconds (user + system) each node used from its start to the end of the run.
     pub node_cpu_secs: Vec<f64>,
 }
@@ -243,13 +246,19 @@ impl Report {
                 .iter()
                 .map(|m| format!("{m:.0}"))
                 .collect();
+            let anon: Vec<String> = c
+                .node_rss_anon_peak_mib
+                .iter()
+                .map(|m| format!("{m:.0}"))
+                .collect();
             let cpu: Vec<String> = c.node_cpu_secs.iter().map(|s| format!("{s:.1}")).collect();
             let _ = writeln!(
                 out,
-                "local cluster: {} node(s) in {}, peak RSS per node (MiB): {}, CPU s per node: {}",
+                "local cluster: {} node(s) in {}, peak RSS per node (MiB): {} (anonymous: {}), CPU s per node: {}",
                 c.nodes,
                 c.data_dir,
                 rss.join(", "),
+                anon.join(", "),
                 cpu.join(", ")
             );
         }

@@ -1,18 +1,20 @@
 //! The scenarios: producer tasks, consumer tasks, the progress line, and the report they make.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use futures_util::FutureExt as _;
+use futures_util::task::AtomicWaker;
 use skein_client::{
     Admin, Client, ClientConfig, ClientError, Consumer, ConsumerConfig, DeliveryFuture, NewTopic,
     OffsetReset, OffsetSpec, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use tokio::sync::mpsc;
 
 use crate::args::{Scenario, ScenarioArgs};
 use crate::pacer::Pacer;
@@ -23,9 +25,6 @@ use crate::report::{Latency, Report, SideReport};
 const E2E_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a new topic may take to get a leader for every partition.
 const LEADERS_TIMEOUT: Duration = Duration::from_secs(30);
-/// Deliveries a producer task may hand to its collector before `send` waits (the producer's
-/// own buffer limit is what normally bounds records in flight).
-const DELIVERY_QUEUE: usize = 64 * 1024;
 
 /// Wall-clock nanoseconds derived from one monotonic clock, so that a send time embedded in a
 /// record and the receive time compare exactly within this process.
@@ -383,7 +382,7 @@ async fn produce(
             index: i as u64,
             producers: u64::from(args.producers),
             producer,
-            topic: args.topic.clone(),
+            topic: Arc::from(args.topic.as_str()),
             template: template.clone(),
             keys: keys.clone(),
             records: share,
@@ -433,7 +432,7 @@ struct ProduceJob {
     index: u64,
     producers: u64,
     producer: Producer,
-    topic: String,
+    topic: Arc<str>,
     template: Arc<[u8]>,
     keys: Option<Arc<Vec<Bytes>>>,
     records: Option<u64>,
@@ -445,8 +444,8 @@ struct ProduceJob {
 
 impl ProduceJob {
     async fn run(mut self) -> anyhow::Result<Delivered> {
-        let (tx, rx) = mpsc::channel::<Delivery>(DELIVERY_QUEUE);
-        let collector = tokio::spawn(collect(rx, self.stats.clone()));
+        let handoff = Arc::new(Handoff::default());
+        let collector = tokio::spawn(collect(handoff.clone(), self.stats.clone()));
         let size = self.template.len();
         let chunk_bytes = (size * 1024).max(256 * 1024);
         let mut chunk = BytesMut::new();
@@ -491,9 +490,7 @@ impl ProduceJob {
             match self.producer.send(record).await {
                 Ok(delivery) => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                    if tx.send((at, bytes, delivery)).await.is_err() {
-                        bail!("the delivery collector stopped");
-                    }
+                    handoff.push((at, bytes, delivery));
                 }
                 Err(e) => {
                     // `send` has used up the client's retries: stop this producer.
@@ -503,7 +500,7 @@ impl ProduceJob {
             }
             i += 1;
         }
-        drop(tx);
+        handoff.close();
         let flushed = self.producer.flush().await;
         let mut delivered = collector.await.context("delivery collector")?;
         if let Some(e) = send_error {
@@ -521,8 +518,42 @@ impl ProduceJob {
 /// A record handed to the collector: its send time, its key and value bytes, its future.
 type Delivery = (Instant, u64, DeliveryFuture);
 
+/// Deliveries on their way from a producer task to its collector: a vector under a lock (the
+/// collector swaps it out), and a wake-up only when the vector was empty. Not bounded here: the
+/// producer's `buffer_bytes_max` bounds the records in flight, hence the deliveries.
+#[derive(Debug, Default)]
+struct Handoff {
+    queue: Mutex<Vec<Delivery>>,
+    collector: AtomicWaker,
+    closed: AtomicBool,
+}
+
+impl Handoff {
+    fn push(&self, d: Delivery) {
+        let was_empty = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.push(d);
+            q.len() == 1
+        };
+        if was_empty {
+            self.collector.wake();
+        }
+    }
+
+    /// No more deliveries will come.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.collector.wake();
+    }
+}
+
 /// Awaits every delivery of one producer, timing each from its send.
-async fn collect(mut rx: mpsc::Receiver<Delivery>, stats: Arc<Stats>) -> Delivered {
+///
+/// Deliveries wait in one queue per partition, in send order, and only the oldest of each is
+/// polled: a partition's records are acknowledged in the order they were sent, and the records
+/// of a batch share one completion, so one wake-up per batch resolves them all. (One task per
+/// record in a `FuturesUnordered` cost more than the producer itself.)
+async fn collect(handoff: Arc<Handoff>, stats: Arc<Stats>) -> Delivered {
     let mut d = Delivered {
         acked: 0,
         bytes: 0,
@@ -531,22 +562,37 @@ async fn collect(mut rx: mpsc::Receiver<Delivery>, stats: Arc<Stats>) -> Deliver
         latency: Latency::new(),
         last_ack: None,
     };
-    let mut pending = FuturesUnordered::new();
-    let mut open = true;
-    loop {
-        tokio::select! {
-            biased;
-            Some((at, bytes, result)) = pending.next(), if !pending.is_empty() => {
-                let now = Instant::now();
-                let result: skein_client::Result<skein_client::RecordMetadata> = result;
+    let mut queues: Vec<VecDeque<Delivery>> = Vec::new();
+    let mut incoming: Vec<Delivery> = Vec::new();
+    let mut waiting = 0usize;
+    std::future::poll_fn(|cx| {
+        handoff.collector.register(cx.waker());
+        // Read before taking the queue: every delivery was pushed before `closed` was set.
+        let closed = handoff.closed.load(Ordering::Acquire);
+        std::mem::swap(
+            &mut *handoff.queue.lock().unwrap_or_else(|p| p.into_inner()),
+            &mut incoming,
+        );
+        for delivery in incoming.drain(..) {
+            let p = delivery.2.partition() as usize;
+            if queues.len() <= p {
+                queues.resize_with(p + 1, VecDeque::new);
+            }
+            queues[p].push_back(delivery);
+            waiting += 1;
+        }
+        let now = Instant::now();
+        let (mut acked, mut acked_bytes) = (0u64, 0u64);
+        for q in &mut queues {
+            while let Some((at, bytes, future)) = q.front_mut() {
+                let Poll::Ready(result) = Pin::new(future).poll(cx) else {
+                    break;
+                };
                 match result {
                     Ok(_) => {
-                        d.acked += 1;
-                        d.bytes += bytes;
-                        d.latency.record(now.saturating_duration_since(at));
-                        d.last_ack = Some(now);
-                        stats.acked.fetch_add(1, Ordering::Relaxed);
-                        stats.acked_bytes.fetch_add(bytes, Ordering::Relaxed);
+                        acked += 1;
+                        acked_bytes += *bytes;
+                        d.latency.record(now.saturating_duration_since(*at));
                     }
                     Err(e) => {
                         d.failed += 1;
@@ -554,17 +600,24 @@ async fn collect(mut rx: mpsc::Receiver<Delivery>, stats: Arc<Stats>) -> Deliver
                         d.first_error.get_or_insert_with(|| e.to_string());
                     }
                 }
+                q.pop_front();
+                waiting -= 1;
             }
-            m = rx.recv(), if open => match m {
-                Some((at, bytes, delivery)) => {
-                    let delivery: DeliveryFuture = delivery;
-                    pending.push(delivery.map(move |r| (at, bytes, r)));
-                }
-                None => open = false,
-            },
-            else => break,
         }
-    }
+        if acked > 0 {
+            d.acked += acked;
+            d.bytes += acked_bytes;
+            d.last_ack = Some(now);
+            stats.acked.fetch_add(acked, Ordering::Relaxed);
+            stats.acked_bytes.fetch_add(acked_bytes, Ordering::Relaxed);
+        }
+        if closed && waiting == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
     d
 }
 

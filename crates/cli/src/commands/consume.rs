@@ -130,7 +130,7 @@ pub(crate) struct Printed {
 
 impl Printed {
     pub(crate) fn record(&mut self, r: &ConsumerRecord) {
-        let tp = TopicPartition::new(&r.topic, r.partition);
+        let tp = TopicPartition::new(&*r.topic, r.partition);
         self.next.insert(tp.clone(), r.offset + 1);
         self.dirty.insert(tp, r.offset + 1);
     }

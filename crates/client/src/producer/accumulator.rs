@@ -3,25 +3,65 @@
 //! which sequence numbers a batch gets. Pure logic (time is passed in), so it is tested without
 //! a network.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skein_storage::batch::{BatchBuilder, HeaderRef};
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::Semaphore;
 
-use crate::error::{ClientError, Result};
+use super::delivery::{Completion, DeliveryFuture};
+use crate::error::ClientError;
+use crate::fxhash::FxHashMap;
 use crate::partitioner::{next_sticky, XorShift};
-use crate::record::{RecordMetadata, TopicPartition};
+use crate::record::TopicPartition;
 
-/// The answer a record's [`crate::DeliveryFuture`] waits for.
-pub(crate) type Delivery = oneshot::Sender<Result<RecordMetadata>>;
+/// A partition as the accumulator keys it: the topic name is shared with the records, so a
+/// lookup per record allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PartitionKey {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: u32,
+}
 
-/// One record waiting for its batch's acknowledgement.
+impl PartitionKey {
+    pub(crate) fn new(topic: Arc<str>, partition: u32) -> Self {
+        PartitionKey { topic, partition }
+    }
+
+    pub(crate) fn to_topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(&*self.topic, self.partition)
+    }
+}
+
+impl fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.topic, self.partition)
+    }
+}
+
+/// Buffer space (permits of the producer's buffer semaphore, taken with `forget`) held by a
+/// batch's records; given back when the batch is dropped, i.e. once it is resolved.
 #[derive(Debug)]
-pub(crate) struct Pending {
-    pub(crate) tx: Delivery,
-    pub(crate) timestamp: i64,
+pub(crate) struct BufferSpace {
+    buffer: Arc<Semaphore>,
+    permits: usize,
+}
+
+impl BufferSpace {
+    pub(crate) fn new(buffer: Arc<Semaphore>) -> Self {
+        BufferSpace { buffer, permits: 0 }
+    }
+}
+
+impl Drop for BufferSpace {
+    fn drop(&mut self) {
+        if self.permits > 0 {
+            self.buffer.add_permits(self.permits);
+        }
+    }
 }
 
 /// A batch still accepting records.
@@ -29,9 +69,10 @@ pub(crate) struct Pending {
 pub(crate) struct OpenBatch {
     pub(crate) builder: BatchBuilder,
     pub(crate) created: Instant,
-    pub(crate) pending: Vec<Pending>,
+    /// Resolves the records' [`DeliveryFuture`]s.
+    pub(crate) completion: Completion,
     /// Buffer space held by the batch's records; released when the batch completes.
-    pub(crate) permits: Option<OwnedSemaphorePermit>,
+    pub(crate) space: BufferSpace,
 }
 
 /// An encoded batch, stamped with its sequence: retried byte for byte, so the broker can
@@ -39,37 +80,27 @@ pub(crate) struct OpenBatch {
 #[derive(Debug)]
 pub(crate) struct SealedBatch {
     pub(crate) bytes: Bytes,
-    pub(crate) pending: Vec<Pending>,
+    /// Records in the batch.
+    pub(crate) records: usize,
+    pub(crate) completion: Completion,
     /// Held, never read: dropping the batch releases its buffer space.
     #[allow(dead_code)]
-    pub(crate) permits: Option<OwnedSemaphorePermit>,
+    pub(crate) space: BufferSpace,
     /// Failed attempts so far.
     pub(crate) attempts: u32,
 }
 
 impl SealedBatch {
     /// Resolves every record of the batch, whose first record landed at `base_offset`.
-    pub(crate) fn complete(self, tp: &TopicPartition, base_offset: u64) -> usize {
-        let n = self.pending.len();
-        for (i, p) in self.pending.into_iter().enumerate() {
-            // The receiver may have been dropped: the caller did not want the answer.
-            let _ = p.tx.send(Ok(RecordMetadata {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: base_offset + i as u64,
-                timestamp: p.timestamp,
-            }));
-        }
-        n
+    pub(crate) fn complete(self, base_offset: u64) -> usize {
+        self.completion.complete(base_offset);
+        self.records
     }
 
     /// Fails every record of the batch with `err`.
     pub(crate) fn fail(self, err: &ClientError) -> usize {
-        let n = self.pending.len();
-        for p in self.pending {
-            let _ = p.tx.send(Err(err.clone()));
-        }
-        n
+        self.completion.fail(err);
+        self.records
     }
 }
 
@@ -106,15 +137,28 @@ impl PartitionQueue {
     }
 }
 
+/// One record for [`Accumulator::append`].
+#[derive(Debug)]
+pub(crate) struct NewRecord<'a> {
+    pub(crate) timestamp: i64,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: Option<&'a [u8]>,
+    pub(crate) headers: &'a [HeaderRef<'a>],
+    /// Buffer permits already taken (and forgotten) for the record.
+    pub(crate) permits: usize,
+}
+
 /// Per-partition batches of a producer.
 #[derive(Debug)]
 pub(crate) struct Accumulator {
     batch_bytes_max: usize,
     linger: Duration,
-    partitions: HashMap<TopicPartition, PartitionQueue>,
+    /// The producer's buffer, whose permits batches give back when they are dropped.
+    buffer: Arc<Semaphore>,
+    partitions: FxHashMap<PartitionKey, PartitionQueue>,
     /// Next idempotent sequence per partition; kept while the partition's queue comes and goes.
-    sequences: HashMap<TopicPartition, i32>,
-    sticky: HashMap<String, u32>,
+    sequences: FxHashMap<PartitionKey, i32>,
+    sticky: FxHashMap<Arc<str>, u32>,
     rng: XorShift,
     /// Records accepted and not yet resolved.
     pub(crate) unfinished: usize,
@@ -127,13 +171,14 @@ pub(crate) struct Accumulator {
 }
 
 impl Accumulator {
-    pub(crate) fn new(batch_bytes_max: usize, linger: Duration) -> Self {
+    pub(crate) fn new(batch_bytes_max: usize, linger: Duration, buffer: Arc<Semaphore>) -> Self {
         Accumulator {
             batch_bytes_max,
             linger,
-            partitions: HashMap::new(),
-            sequences: HashMap::new(),
-            sticky: HashMap::new(),
+            buffer,
+            partitions: FxHashMap::default(),
+            sequences: FxHashMap::default(),
+            sticky: FxHashMap::default(),
             rng: XorShift::from_entropy(),
             unfinished: 0,
             flushing: 0,
@@ -149,81 +194,85 @@ impl Accumulator {
     }
 
     /// The partition for a keyless record of `topic`: the sticky one, or a new random choice
-    /// among `available` partitions (those with a leader).
+    /// among the partitions `available()` returns (those with a leader; only asked for when a
+    /// new choice is made).
     pub(crate) fn sticky_partition(
         &mut self,
-        topic: &str,
+        topic: &Arc<str>,
         partitions: u32,
-        available: &[u32],
+        available: impl FnOnce() -> Vec<u32>,
     ) -> u32 {
-        if let Some(p) = self.sticky.get(topic) {
-            if *p < partitions {
-                return *p;
+        let previous = self.sticky.get(&**topic).copied();
+        if let Some(p) = previous {
+            if p < partitions {
+                return p;
             }
         }
-        let previous = self.sticky.get(topic).copied();
-        let p = next_sticky(&mut self.rng, partitions, available, previous);
-        self.sticky.insert(topic.to_string(), p);
+        let p = next_sticky(&mut self.rng, partitions, &available(), previous);
+        self.sticky.insert(topic.clone(), p);
         p
     }
 
     /// After a batch of `tp` is closed or sent, keyless records move on to another partition.
-    fn unstick(&mut self, tp: &TopicPartition) {
-        if self.sticky.get(&tp.topic) == Some(&tp.partition) {
-            // Keep the entry so the next choice can avoid this partition.
-            self.sticky.insert(tp.topic.clone(), u32::MAX);
+    fn unstick(&mut self, tp: &PartitionKey) {
+        if let Some(p) = self.sticky.get_mut(&*tp.topic) {
+            if *p == tp.partition {
+                // Keep the entry so the next choice can avoid this partition.
+                *p = u32::MAX;
+            }
         }
     }
 
     /// Appends a record to `tp`'s open batch, closing it first when the record would not fit.
-    /// Returns true when the sender should wake up: a batch became ready, or a new batch
-    /// started lingering.
-    #[allow(clippy::too_many_arguments)]
+    /// Returns the record's delivery future, and true when the sender should wake up: a batch
+    /// became ready, or a new batch started lingering.
     pub(crate) fn append(
         &mut self,
-        tp: &TopicPartition,
-        timestamp: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[HeaderRef<'_>],
-        permits: OwnedSemaphorePermit,
-        tx: Delivery,
-        now: Instant,
-    ) -> bool {
+        tp: &PartitionKey,
+        record: NewRecord<'_>,
+        now: impl FnOnce() -> Instant,
+    ) -> (DeliveryFuture, bool) {
+        let NewRecord {
+            timestamp,
+            key,
+            value,
+            headers,
+            permits,
+        } = record;
         let batch_bytes_max = self.batch_bytes_max;
         // Look up before inserting: the key is cloned only for a partition's first record.
-        if !self.partitions.contains_key(tp) {
-            self.partitions
-                .insert(tp.clone(), PartitionQueue::default());
-        }
-        let q = self
-            .partitions
-            .get_mut(tp)
-            .expect("invariant: the queue was inserted just above");
+        let q = match self.partitions.get_mut(tp) {
+            Some(q) => q,
+            None => self.partitions.entry(tp.clone()).or_default(),
+        };
         let mut closed_one = false;
         if let Some(open) = &q.open {
-            let size =
-                open.builder.size() + open.builder.record_size(timestamp, key, value, headers);
-            if size > batch_bytes_max && !open.builder.is_empty() {
-                if let Some(full) = q.open.take() {
-                    q.closed.push_back(full);
-                    closed_one = true;
+            // The exact size is only needed near the limit.
+            let bound = open.builder.size() + Self::record_size(key, value, headers);
+            if bound > batch_bytes_max && !open.builder.is_empty() {
+                let size =
+                    open.builder.size() + open.builder.record_size(timestamp, key, value, headers);
+                if size > batch_bytes_max {
+                    if let Some(full) = q.open.take() {
+                        q.closed.push_back(full);
+                        closed_one = true;
+                    }
                 }
             }
         }
         let opened = q.open.is_none();
-        let open = q.open.get_or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::with_capacity(timestamp, batch_bytes_max.min(64 * 1024)),
-            created: now,
-            pending: Vec::new(),
-            permits: None,
-        });
+        let open = match &mut q.open {
+            Some(o) => o,
+            None => q.open.insert(OpenBatch {
+                builder: BatchBuilder::with_capacity(timestamp, batch_bytes_max.min(64 * 1024)),
+                created: now(),
+                completion: Completion::new(tp.topic.clone(), tp.partition),
+                space: BufferSpace::new(self.buffer.clone()),
+            }),
+        };
+        let delivery = open.completion.future(open.builder.len(), timestamp);
         open.builder.push(timestamp, key, value, headers);
-        open.pending.push(Pending { tx, timestamp });
-        match &mut open.permits {
-            Some(p) => p.merge(permits),
-            None => open.permits = Some(permits),
-        }
+        open.space.permits += permits;
         let full_now = open.builder.size() >= batch_bytes_max;
         if full_now {
             if let Some(full) = q.open.take() {
@@ -236,19 +285,27 @@ impl Accumulator {
             self.unstick(tp);
         }
         // A new open batch needs the sender to arm its linger timer.
-        closed_one || opened || self.linger.is_zero() || self.flushing > 0
+        let wake = closed_one || opened || self.linger.is_zero() || self.flushing > 0;
+        (delivery, wake)
     }
 
-    /// Estimated bytes a record takes in a batch (what it holds of the buffer).
+    /// Bytes a record takes in a batch, at most (what it holds of the buffer): the record's
+    /// fields with the longest varint for every length and delta.
     pub(crate) fn record_size(
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[HeaderRef<'_>],
     ) -> usize {
-        // A fresh builder gives the size for offset delta 0; later deltas add at most a few
-        // bytes, covered by the slack.
-        let b = BatchBuilder::with_capacity(0, 0);
-        b.record_size(0, key, value, headers) + 16
+        // A zigzag varint of a length or count below 2^31 takes at most 5 bytes; the
+        // timestamp delta is any i64 (10 bytes).
+        const LEN_MAX: usize = 5;
+        let bytes = |b: Option<&[u8]>| b.map_or(0, <[u8]>::len) + LEN_MAX;
+        // Length, attributes, timestamp delta, offset delta, key, value, header count.
+        let mut n = LEN_MAX + 1 + 10 + LEN_MAX + bytes(key) + bytes(value) + LEN_MAX;
+        for h in headers {
+            n += bytes(Some(h.key)) + bytes(h.value);
+        }
+        n
     }
 
     /// Takes the work that is due at `now` for partitions with no request in flight, marking
@@ -257,7 +314,7 @@ impl Accumulator {
         &mut self,
         now: Instant,
         request_bytes_max: usize,
-    ) -> (Vec<(TopicPartition, Work)>, Option<Instant>) {
+    ) -> (Vec<(PartitionKey, Work)>, Option<Instant>) {
         let no_linger = self.flushing > 0 || self.closing;
         let mut out = Vec::new();
         let mut next: Option<Instant> = None;
@@ -328,7 +385,10 @@ impl Accumulator {
                 .into_iter()
                 .map(|batch| {
                     let base_sequence = self.identity.map(|_| {
-                        let next = self.sequences.entry(tp.clone()).or_insert(0);
+                        let next = match self.sequences.get_mut(tp) {
+                            Some(n) => n,
+                            None => self.sequences.entry(tp.clone()).or_insert(0),
+                        };
                         let s = *next;
                         *next = next.wrapping_add(batch.builder.len() as i32);
                         if *next < 0 {
@@ -356,7 +416,7 @@ impl Accumulator {
     /// `resolved` records were completed or failed.
     pub(crate) fn finish(
         &mut self,
-        tp: &TopicPartition,
+        tp: &PartitionKey,
         requeue: Vec<SealedBatch>,
         retry_at: Instant,
         resolved: usize,
@@ -402,10 +462,8 @@ impl Accumulator {
                 failed += b.fail(err);
             }
             for b in q.closed.drain(..).chain(q.open.take()) {
-                for p in b.pending {
-                    let _ = p.tx.send(Err(err.clone()));
-                    failed += 1;
-                }
+                b.completion.fail(err);
+                failed += b.builder.len() as usize;
             }
             self.unfinished = self.unfinished.saturating_sub(failed);
         }
@@ -415,32 +473,57 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use tokio::sync::Semaphore;
+    use crate::error::Result;
+    use crate::record::RecordMetadata;
+    use futures_util::FutureExt as _;
 
-    fn permit(sem: &Arc<Semaphore>, n: u32) -> OwnedSemaphorePermit {
-        sem.clone()
-            .try_acquire_many_owned(n)
-            .expect("enough permits")
+    fn tp(topic: &str, partition: u32) -> PartitionKey {
+        PartitionKey::new(topic.into(), partition)
+    }
+
+    fn acc_with(sem: &Arc<Semaphore>, batch_bytes_max: usize, linger: Duration) -> Accumulator {
+        Accumulator::new(batch_bytes_max, linger, sem.clone())
     }
 
     fn push(
         acc: &mut Accumulator,
         sem: &Arc<Semaphore>,
-        tp: &TopicPartition,
+        tp: &PartitionKey,
         value: &[u8],
         now: Instant,
-    ) -> (bool, oneshot::Receiver<Result<RecordMetadata>>) {
-        let (tx, rx) = oneshot::channel();
-        let woke = acc.append(tp, 1000, None, Some(value), &[], permit(sem, 10), tx, now);
-        (woke, rx)
+    ) -> (bool, DeliveryFuture) {
+        sem.try_acquire_many(10).expect("enough permits").forget();
+        let record = NewRecord {
+            timestamp: 1000,
+            key: None,
+            value: Some(value),
+            headers: &[],
+            permits: 10,
+        };
+        let (delivery, woke) = acc.append(tp, record, || now);
+        (woke, delivery)
+    }
+
+    fn resolved(d: DeliveryFuture) -> Result<RecordMetadata> {
+        d.now_or_never().expect("resolved")
+    }
+
+    fn seal(d: Drained, attempts: u32) -> SealedBatch {
+        let records = d.batch.builder.len() as usize;
+        SealedBatch {
+            bytes: d.batch.builder.finish(),
+            records,
+            completion: d.batch.completion,
+            space: d.batch.space,
+            attempts,
+        }
     }
 
     #[test]
     fn a_batch_lingers_until_its_deadline() {
         let sem = Arc::new(Semaphore::new(1 << 20));
-        let mut acc = Accumulator::new(16 * 1024, Duration::from_millis(10));
-        let tp = TopicPartition::new("t", 0);
+        let mut acc = acc_with(&sem, 16 * 1024, Duration::from_millis(10));
+        let tp = tp("t", 0);
         let t0 = Instant::now();
         let (woke, _rx) = push(&mut acc, &sem, &tp, b"v", t0);
         assert!(woke, "a new batch wakes the sender to arm its timer");
@@ -457,7 +540,7 @@ mod tests {
         match &work[0].1 {
             Work::New(d) => {
                 assert_eq!(d.len(), 1);
-                assert_eq!(d[0].batch.pending.len(), 2);
+                assert_eq!(d[0].batch.builder.len(), 2);
                 assert_eq!(d[0].base_sequence, None);
             }
             Work::Retry(_) => panic!("nothing to retry"),
@@ -467,8 +550,8 @@ mod tests {
     #[test]
     fn a_full_batch_is_closed_and_sent_without_waiting() {
         let sem = Arc::new(Semaphore::new(1 << 20));
-        let mut acc = Accumulator::new(300, Duration::from_secs(10));
-        let tp = TopicPartition::new("t", 0);
+        let mut acc = acc_with(&sem, 300, Duration::from_secs(10));
+        let tp = tp("t", 0);
         let now = Instant::now();
         let mut woke_any = false;
         for _ in 0..10 {
@@ -485,21 +568,15 @@ mod tests {
             assert!(b.batch.builder.size() <= 300, "{}", b.batch.builder.size());
         }
         // The open (not yet full) batch keeps lingering.
-        assert_eq!(
-            d.iter().map(|b| b.batch.pending.len()).sum::<usize>(),
-            d.iter()
-                .map(|b| b.batch.builder.len() as usize)
-                .sum::<usize>()
-        );
         assert_eq!(acc.unfinished, 10);
     }
 
     #[test]
     fn one_request_in_flight_per_partition_and_retries_go_first() {
         let sem = Arc::new(Semaphore::new(1 << 20));
-        let mut acc = Accumulator::new(16 * 1024, Duration::ZERO);
+        let mut acc = acc_with(&sem, 16 * 1024, Duration::ZERO);
         acc.identity = Some((5, 0));
-        let tp = TopicPartition::new("t", 0);
+        let tp = tp("t", 0);
         let now = Instant::now();
         let (_, _rx1) = push(&mut acc, &sem, &tp, b"a", now);
         let (work, _) = acc.drain(now, 1 << 20);
@@ -512,13 +589,7 @@ mod tests {
         let (_, _rx3) = push(&mut acc, &sem, &tp, b"c", now);
         assert!(acc.drain(now, 1 << 20).0.is_empty(), "in flight");
         // The first batch fails retryably and is requeued.
-        let first = d.remove(0);
-        let sealed = SealedBatch {
-            bytes: first.batch.builder.finish(),
-            pending: first.batch.pending,
-            permits: first.batch.permits,
-            attempts: 1,
-        };
+        let sealed = seal(d.remove(0), 1);
         acc.finish(&tp, vec![sealed], now + Duration::from_millis(50), 0);
         assert!(acc.drain(now, 1 << 20).0.is_empty(), "backing off");
         let (work, _) = acc.drain(now + Duration::from_millis(50), 1 << 20);
@@ -530,15 +601,15 @@ mod tests {
             panic!("new")
         };
         assert_eq!(d[0].base_sequence, Some(1));
-        assert_eq!(d[0].batch.pending.len(), 2);
+        assert_eq!(d[0].batch.builder.len(), 2);
     }
 
     #[test]
     fn sequences_advance_by_record_count_and_reset_with_identity() {
         let sem = Arc::new(Semaphore::new(1 << 20));
-        let mut acc = Accumulator::new(16 * 1024, Duration::ZERO);
+        let mut acc = acc_with(&sem, 16 * 1024, Duration::ZERO);
         acc.identity = Some((1, 0));
-        let tp = TopicPartition::new("t", 3);
+        let tp = tp("t", 3);
         let now = Instant::now();
         let mut rxs = Vec::new();
         for _ in 0..3 {
@@ -564,38 +635,39 @@ mod tests {
     fn keyless_records_stick_to_a_partition_until_its_batch_is_sent() {
         let sem = Arc::new(Semaphore::new(1 << 20));
         let mut acc =
-            Accumulator::new(16 * 1024, Duration::from_millis(10)).with_rng(XorShift::seeded(7));
+            acc_with(&sem, 16 * 1024, Duration::from_millis(10)).with_rng(XorShift::seeded(7));
         let now = Instant::now();
-        let first = acc.sticky_partition("t", 8, &[]);
+        let t: Arc<str> = "t".into();
+        let first = acc.sticky_partition(&t, 8, Vec::new);
         for _ in 0..20 {
-            assert_eq!(acc.sticky_partition("t", 8, &[]), first);
-            let tp = TopicPartition::new("t", first);
+            assert_eq!(acc.sticky_partition(&t, 8, Vec::new), first);
+            let tp = tp("t", first);
             let _ = push(&mut acc, &sem, &tp, b"v", now);
         }
         let (work, _) = acc.drain(now + Duration::from_millis(10), 1 << 20);
         assert_eq!(work.len(), 1, "all keyless records went to one partition");
-        let second = acc.sticky_partition("t", 8, &[]);
+        let second = acc.sticky_partition(&t, 8, Vec::new);
         assert_ne!(
             second, first,
             "the sticky partition moves on once its batch is sent"
         );
-        assert_eq!(acc.sticky_partition("t", 8, &[]), second);
+        assert_eq!(acc.sticky_partition(&t, 8, Vec::new), second);
         // Other topics have their own sticky partition.
-        let other = acc.sticky_partition("u", 1, &[]);
+        let other = acc.sticky_partition(&"u".into(), 1, Vec::new);
         assert_eq!(other, 0);
     }
 
     #[test]
     fn flushing_and_closing_skip_the_linger() {
         let sem = Arc::new(Semaphore::new(1 << 20));
-        let mut acc = Accumulator::new(16 * 1024, Duration::from_secs(60));
-        let tp = TopicPartition::new("t", 0);
+        let mut acc = acc_with(&sem, 16 * 1024, Duration::from_secs(60));
+        let tp = tp("t", 0);
         let now = Instant::now();
         let _ = push(&mut acc, &sem, &tp, b"v", now);
         assert!(acc.drain(now, 1 << 20).0.is_empty());
         acc.flushing = 1;
         assert_eq!(acc.drain(now, 1 << 20).0.len(), 1);
-        let mut acc = Accumulator::new(16 * 1024, Duration::from_secs(60));
+        let mut acc = acc_with(&sem, 16 * 1024, Duration::from_secs(60));
         let _ = push(&mut acc, &sem, &tp, b"v", now);
         acc.closing = true;
         assert_eq!(acc.drain(now, 1 << 20).0.len(), 1);
@@ -604,42 +676,33 @@ mod tests {
     #[test]
     fn completion_resolves_offsets_in_order_and_releases_buffer_space() {
         let sem = Arc::new(Semaphore::new(100));
-        let mut acc = Accumulator::new(16 * 1024, Duration::ZERO);
-        let tp = TopicPartition::new("t", 0);
+        let mut acc = acc_with(&sem, 16 * 1024, Duration::ZERO);
+        let tp = tp("t", 0);
         let now = Instant::now();
-        let (_, mut rx1) = push(&mut acc, &sem, &tp, b"a", now);
-        let (_, mut rx2) = push(&mut acc, &sem, &tp, b"b", now);
+        let (_, rx1) = push(&mut acc, &sem, &tp, b"a", now);
+        let (_, rx2) = push(&mut acc, &sem, &tp, b"b", now);
         assert_eq!(sem.available_permits(), 80);
         let (work, _) = acc.drain(now, 1 << 20);
         let Work::New(d) = work.into_iter().next().expect("work").1 else {
             panic!()
         };
-        let b = d.into_iter().next().expect("batch").batch;
-        let sealed = SealedBatch {
-            bytes: b.builder.finish(),
-            pending: b.pending,
-            permits: b.permits,
-            attempts: 0,
-        };
-        let n = sealed.complete(&tp, 41);
+        let sealed = seal(d.into_iter().next().expect("batch"), 0);
+        let n = sealed.complete(41);
         acc.finish(&tp, Vec::new(), now, n);
         assert_eq!(sem.available_permits(), 100);
         assert!(acc.is_empty());
-        assert_eq!(rx1.try_recv().expect("resolved").expect("ok").offset, 41);
-        assert_eq!(rx2.try_recv().expect("resolved").expect("ok").offset, 42);
+        assert_eq!(resolved(rx1).expect("ok").offset, 41);
+        assert_eq!(resolved(rx2).expect("ok").offset, 42);
     }
 
     #[test]
     fn fail_all_resolves_every_waiting_record() {
         let sem = Arc::new(Semaphore::new(1000));
-        let mut acc = Accumulator::new(16 * 1024, Duration::from_secs(1));
+        let mut acc = acc_with(&sem, 16 * 1024, Duration::from_secs(1));
         let now = Instant::now();
-        let (_, mut rx) = push(&mut acc, &sem, &TopicPartition::new("t", 0), b"a", now);
+        let (_, rx) = push(&mut acc, &sem, &tp("t", 0), b"a", now);
         acc.fail_all(&ClientError::ProducerClosed);
-        assert!(matches!(
-            rx.try_recv().expect("resolved"),
-            Err(ClientError::ProducerClosed)
-        ));
+        assert!(matches!(resolved(rx), Err(ClientError::ProducerClosed)));
         assert!(acc.is_empty());
     }
 }

@@ -9,49 +9,29 @@
 //! the front of its partition's queue, so records of a partition are written in `send` order.
 
 mod accumulator;
+mod delivery;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use skein_proto::v1 as pb;
 use skein_proto::v1::produce_service_client::ProduceServiceClient;
 use skein_storage::batch::{HeaderRef, ProducerStamp};
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::cluster::{timed, Client};
 use crate::compression::{compress, to_batch_codec};
 use crate::config::{Acks, Compression, ProducerConfig};
 use crate::error::{ClientError, Result};
+use crate::fxhash::FxHashMap;
 use crate::partitioner::partition_for_key;
 use crate::record::{now_ms, ProducerRecord, RecordMetadata, TopicPartition};
 
-use accumulator::{Accumulator, SealedBatch, Work};
-
-/// Resolves to where a record was written once its batch is acknowledged, or to the error that
-/// made the producer give up on it (after its retries).
-#[derive(Debug)]
-#[must_use = "a record's delivery can fail: await the future to learn its offset or error"]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(ClientError::ProducerClosed)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
+use accumulator::{Accumulator, NewRecord, PartitionKey, SealedBatch, Work};
+pub use delivery::DeliveryFuture;
 
 #[derive(Debug)]
 struct Shared {
@@ -104,9 +84,9 @@ impl Producer {
         } else {
             None
         };
-        let mut acc = Accumulator::new(config.batch_bytes_max, config.linger);
-        acc.identity = identity;
         let buffer = Arc::new(Semaphore::new(config.buffer_bytes_max));
+        let mut acc = Accumulator::new(config.batch_bytes_max, config.linger, buffer.clone());
+        acc.identity = identity;
         let shared = Arc::new(Shared {
             client,
             config,
@@ -136,11 +116,8 @@ impl Producer {
     /// (backpressure). Queue many records before awaiting their [`DeliveryFuture`]s, so that
     /// they share batches.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        let topic = self
-            .shared
-            .client
-            .retry(None, || self.shared.client.topic(&record.topic))
-            .await?;
+        let client = &self.shared.client;
+        let topic = client.retry(None, || client.topic(&record.topic)).await?;
         let partitions = topic.partitions.len() as u32;
         if partitions == 0 {
             return Err(ClientError::LeaderNotAvailable {
@@ -164,60 +141,75 @@ impl Producer {
                 max: self.shared.config.buffer_bytes_max,
             });
         }
-        let partition = match (record.partition, key) {
-            (Some(p), _) if p < partitions => p,
+        let explicit = match (record.partition, key) {
+            (Some(p), _) if p < partitions => Some(p),
             (Some(p), _) => {
                 return Err(ClientError::UnknownTopicOrPartition {
                     what: format!(
                         "partition {} (topic {} has {partitions} partitions)",
-                        TopicPartition::new(&record.topic, p),
+                        TopicPartition::new(&*record.topic, p),
                         record.topic
                     ),
                 })
             }
-            (None, Some(k)) => partition_for_key(k, partitions),
-            (None, None) => {
-                let available: Vec<u32> = topic
-                    .partitions
-                    .iter()
-                    .filter(|p| p.leader.is_some())
-                    .map(|p| p.partition)
-                    .collect();
-                self.shared
-                    .acc()
-                    .sticky_partition(&record.topic, partitions, &available)
-            }
+            (None, Some(k)) => Some(partition_for_key(k, partitions)),
+            (None, None) => None,
         };
-        let permits = self
-            .shared
-            .buffer
-            .clone()
-            .acquire_many_owned(size as u32)
-            .await
-            .map_err(|_| ClientError::ProducerClosed)?;
-        let tp = TopicPartition::new(record.topic, partition);
+        // Buffer space first (backpressure), taken without a waiter when it is free. The
+        // permits are forgotten here and given back by the batch when it is resolved.
+        let permits = u32::try_from(size).map_err(|_| ClientError::RecordTooLarge {
+            size,
+            max: self.shared.config.buffer_bytes_max,
+        })?;
+        match self.shared.buffer.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(ClientError::ProducerClosed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => self
+                .shared
+                .buffer
+                .acquire_many(permits)
+                .await
+                .map_err(|_| ClientError::ProducerClosed)?
+                .forget(),
+        }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (tx, rx) = oneshot::channel();
-        let wake_sender = {
+        let (delivery, wake_sender) = {
             let mut acc = self.shared.acc();
             if acc.closing {
+                drop(acc);
+                self.shared.buffer.add_permits(size);
                 return Err(ClientError::ProducerClosed);
             }
+            // Keyless records: the sticky partition, chosen under the same lock as the append
+            // so that a batch closed by another sender moves this record on too.
+            let partition = match explicit {
+                Some(p) => p,
+                None => acc.sticky_partition(&record.topic, partitions, || {
+                    topic
+                        .partitions
+                        .iter()
+                        .filter(|p| p.leader.is_some())
+                        .map(|p| p.partition)
+                        .collect()
+                }),
+            };
+            let tp = PartitionKey::new(record.topic.clone(), partition);
             acc.append(
                 &tp,
-                timestamp,
-                key,
-                value,
-                &headers,
-                permits,
-                tx,
-                Instant::now().into_std(),
+                NewRecord {
+                    timestamp,
+                    key,
+                    value,
+                    headers: &headers,
+                    permits: size,
+                },
+                || Instant::now().into_std(),
             )
         };
         if wake_sender {
             self.shared.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(delivery)
     }
 
     /// Sends one record and waits for its acknowledgement.
@@ -284,6 +276,8 @@ async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
 /// One partition's share of a produce request.
 #[derive(Debug)]
 struct InFlight {
+    key: PartitionKey,
+    /// The same partition, for the metadata cache and error messages.
     tp: TopicPartition,
     batches: Vec<SealedBatch>,
 }
@@ -355,17 +349,18 @@ async fn run_sender(shared: Arc<Shared>) {
 }
 
 /// Encodes and compresses new batches, stamping the producer identity and sequence.
-fn seal_all(shared: &Shared, work: Vec<(TopicPartition, Work)>) -> Vec<InFlight> {
+fn seal_all(shared: &Shared, work: Vec<(PartitionKey, Work)>) -> Vec<InFlight> {
     let identity = shared.acc().identity;
     let codec = shared.config.compression;
     let mut out = Vec::with_capacity(work.len());
-    for (tp, w) in work {
+    for (key, w) in work {
         let batches = match w {
             Work::Retry(b) => b,
             Work::New(drained) => {
                 let mut sealed = Vec::with_capacity(drained.len());
                 for d in drained {
                     let mut builder = d.batch.builder;
+                    let records = builder.len() as usize;
                     if let (Some((producer_id, producer_epoch)), Some(base_sequence)) =
                         (identity, d.base_sequence)
                     {
@@ -378,15 +373,17 @@ fn seal_all(shared: &Shared, work: Vec<(TopicPartition, Work)>) -> Vec<InFlight>
                     let bytes = seal(builder, codec);
                     sealed.push(SealedBatch {
                         bytes,
-                        pending: d.batch.pending,
-                        permits: d.batch.permits,
+                        records,
+                        completion: d.batch.completion,
+                        space: d.batch.space,
                         attempts: 0,
                     });
                 }
                 sealed
             }
         };
-        out.push(InFlight { tp, batches });
+        let tp = key.to_topic_partition();
+        out.push(InFlight { key, tp, batches });
     }
     out
 }
@@ -483,7 +480,7 @@ fn handle_outcome(shared: &Shared, outcome: Outcome) -> bool {
             }
         }
         Ok(response) => {
-            let mut results: HashMap<(String, u32), pb::PartitionProduceResult> = response
+            let mut results: FxHashMap<(String, u32), pb::PartitionProduceResult> = response
                 .partitions
                 .into_iter()
                 .map(|r| ((r.topic.clone(), r.partition), r))
@@ -497,13 +494,14 @@ fn handle_outcome(shared: &Shared, outcome: Outcome) -> bool {
                     renew |= settle_failure(shared, f, 0, &e);
                     continue;
                 };
-                let what = format!("produce to {}", f.tp);
-                let error = ClientError::from_partition_error(&what, r.error.as_ref());
+                let error = r.error.as_ref().and_then(|e| {
+                    ClientError::from_partition_error(&format!("produce to {}", f.tp), Some(e))
+                });
                 let acked = r.base_offsets.len().min(f.batches.len());
                 let error = match error {
                     Some(e) => Some(e),
                     None if acked < f.batches.len() => Some(ClientError::CorruptResponse {
-                        what,
+                        what: format!("produce to {}", f.tp),
                         reason: format!(
                             "{} batches sent, {} offsets returned and no error",
                             f.batches.len(),
@@ -516,20 +514,26 @@ fn handle_outcome(shared: &Shared, outcome: Outcome) -> bool {
                 let rest = batches.split_off(acked);
                 let mut resolved = 0;
                 for (b, base) in batches.into_iter().zip(r.base_offsets) {
-                    resolved += b.complete(&f.tp, base);
+                    resolved += b.complete(base);
                 }
                 match error {
                     Some(e) => {
-                        shared
-                            .acc()
-                            .finish(&f.tp, Vec::new(), Instant::now().into_std(), resolved);
+                        shared.acc().finish(
+                            &f.key,
+                            Vec::new(),
+                            Instant::now().into_std(),
+                            resolved,
+                        );
                         // `finish` cleared in-flight; settle_failure re-marks it by requeueing.
-                        renew |= settle_rest(shared, &f.tp, rest, &e);
+                        renew |= settle_rest(shared, &f.key, &f.tp, rest, &e);
                     }
                     None => {
-                        shared
-                            .acc()
-                            .finish(&f.tp, Vec::new(), Instant::now().into_std(), resolved);
+                        shared.acc().finish(
+                            &f.key,
+                            Vec::new(),
+                            Instant::now().into_std(),
+                            resolved,
+                        );
                     }
                 }
             }
@@ -541,14 +545,15 @@ fn handle_outcome(shared: &Shared, outcome: Outcome) -> bool {
 fn settle_failure(shared: &Shared, f: InFlight, resolved: usize, e: &ClientError) -> bool {
     shared
         .acc()
-        .finish(&f.tp, Vec::new(), Instant::now().into_std(), resolved);
-    settle_rest(shared, &f.tp, f.batches, e)
+        .finish(&f.key, Vec::new(), Instant::now().into_std(), resolved);
+    settle_rest(shared, &f.key, &f.tp, f.batches, e)
 }
 
 /// Requeues `batches` of `tp` for a retry, or fails them when `e` is final or their retries
 /// are used up. Returns true when batches failed for good under idempotence.
 fn settle_rest(
     shared: &Shared,
+    key: &PartitionKey,
     tp: &TopicPartition,
     batches: Vec<SealedBatch>,
     e: &ClientError,
@@ -579,7 +584,7 @@ fn settle_rest(
             .collect();
         shared
             .acc()
-            .finish(tp, batches, (Instant::now() + wait).into_std(), 0);
+            .finish(key, batches, (Instant::now() + wait).into_std(), 0);
         shared.wake.notify_one();
         false
     } else {
@@ -589,7 +594,7 @@ fn settle_rest(
         }
         shared
             .acc()
-            .finish(tp, Vec::new(), Instant::now().into_std(), failed);
+            .finish(key, Vec::new(), Instant::now().into_std(), failed);
         tracing::warn!(%tp, error = %e, "produce failed; records reported to their senders");
         shared.config.idempotence
     }
