@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -27,17 +27,12 @@ pub const PARTITIONS_MAX: u32 = 10_000;
 #[derive(Debug, Clone)]
 pub struct ClientApi {
     broker: Arc<Broker>,
-    /// Partition groups known to have caught up with their current term as leader.
-    caught_up: Arc<CaughtUp>,
 }
 
 impl ClientApi {
     /// Serves the client API of `broker`.
     pub fn new(broker: Arc<Broker>) -> Self {
-        ClientApi {
-            broker,
-            caught_up: Arc::new(CaughtUp::default()),
-        }
+        ClientApi { broker }
     }
 
     fn check_ready(&self) -> Result<()> {
@@ -214,23 +209,18 @@ impl ClientApi {
                 .all(|b| BatchHeader::parse(b).is_ok_and(|h| h.producer_id < 0));
             let mut batches = p.batches.into_iter();
             let term_before = term();
-            if !plain
-                && !self
-                    .caught_up
-                    .knows(&p.topic, p.partition, group, term_before)
-            {
+            if !plain && !group.caught_up_in(term_before) {
                 // The group may have to catch up with the new term first: the first batch goes
-                // alone (see `write_in_order`); once it is written in an unchanged term, the
-                // group is caught up and the rest can go together.
+                // alone (see `write_in_order`); once an idempotent one is written in an
+                // unchanged term, the group is caught up and the rest can go together.
                 let Some(first) = batches.next() else {
                     return;
                 };
-                let idempotent = BatchHeader::parse(&first).is_ok_and(|h| h.producer_id >= 0);
                 write_in_order(group, std::iter::once(first), &mut written).await;
                 if !written.all_written() {
                     return;
                 }
-                if !(idempotent && term() == term_before) {
+                if !(group.caught_up_in(term_before) && term() == term_before) {
                     // Not known to be caught up: one batch at a time, as before.
                     for batch in batches {
                         write_in_order(group, std::iter::once(batch), &mut written).await;
@@ -240,8 +230,6 @@ impl ClientApi {
                     }
                     return;
                 }
-                self.caught_up
-                    .learn(&p.topic, p.partition, group, term_before);
             }
             write_in_order(group, batches, &mut written).await;
         };
@@ -696,9 +684,9 @@ impl Written {
 /// one per batch. Order is kept by starting them in order: a batch's write is first polled only
 /// after the previous one's, and `PartitionGroup::produce` hands the entry to Raft on its first
 /// poll, without yielding, once the group has caught up with its term as leader (the caller
-/// makes sure of that, `CaughtUp`). A batch that fails at once (invalid, out of sequence, not the
-/// leader) stops the batches after it from being started, so nothing after a rejected batch is
-/// written. Results go to `out`, so that what finished before a timeout is known.
+/// makes sure of that: `PartitionGroup::caught_up_in`). A batch that fails at once (invalid, out
+/// of sequence, not the leader) stops the batches after it from being started, so nothing after
+/// a rejected batch is written. Results go to `out`, so that what finished before a timeout is known.
 async fn write_in_order(
     group: &PartitionGroup,
     batches: impl Iterator<Item = bytes::Bytes>,
@@ -755,37 +743,4 @@ async fn write_in_order(
         }
     })
     .await;
-}
-
-/// A group (weak: a group replaced by a new one is a different group) and the term it caught
-/// up in.
-type CaughtUpGroup = (Weak<PartitionGroup>, u64);
-
-/// Partition groups that wrote an idempotent batch as leader in their current term, so that
-/// `PartitionGroup::produce` no longer waits (for the entries of earlier terms to apply) before
-/// it hands a batch to Raft. Several batches started together could otherwise come out of that
-/// wait in any order, and the producer-sequence check would reject the later ones.
-#[derive(Debug, Default)]
-struct CaughtUp {
-    /// (topic, partition) -> the group and the term it caught up in.
-    groups: std::sync::Mutex<std::collections::HashMap<(String, u32), CaughtUpGroup>>,
-}
-
-impl CaughtUp {
-    fn knows(&self, topic: &str, partition: u32, group: &Arc<PartitionGroup>, term: u64) -> bool {
-        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        groups
-            .get(&(topic.to_string(), partition))
-            .is_some_and(|(g, t)| *t == term && std::ptr::eq(g.as_ptr(), Arc::as_ptr(group)))
-    }
-
-    fn learn(&self, topic: &str, partition: u32, group: &Arc<PartitionGroup>, term: u64) {
-        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (topic.to_string(), partition);
-        if !groups.contains_key(&key) {
-            // Forget groups that are gone (deleted topics, moved replicas).
-            groups.retain(|_, (g, _)| g.strong_count() > 0);
-        }
-        groups.insert(key, (Arc::downgrade(group), term));
-    }
 }

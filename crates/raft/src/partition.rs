@@ -295,6 +295,13 @@ impl PartitionGroup {
         result
     }
 
+    /// Whether this replica, as leader, has confirmed in `term` that its producer table covers
+    /// its whole log (see `ensure_caught_up`): from then on `produce` hands an idempotent batch
+    /// to Raft on its first poll, so batches started in order are appended in order.
+    pub fn caught_up_in(&self, term: u64) -> bool {
+        self.caught_up_term.load(Ordering::Acquire) == term
+    }
+
     /// As a new leader, waits once per term (and once per process) until every entry its log
     /// held when it started leading is applied, so that a retry of a batch appended before is
     /// recognised by the producer table. Entries of earlier terms are not enough: openraft
@@ -307,7 +314,7 @@ impl PartitionGroup {
             let m = m.borrow();
             (m.current_term, m.last_log_index)
         };
-        if self.caught_up_term.load(Ordering::Acquire) == term {
+        if self.caught_up_in(term) {
             return Ok(());
         }
         match self.raft().ensure_linearizable().await {
