@@ -212,34 +212,20 @@ impl Recorder {
         self.start.elapsed().as_millis() as u64
     }
 
-    fn write(&self, inner: &mut RecorderInner, e: &Event) {
-        // A history that cannot be written is a broken run: fail loudly.
-        let line = serde_json::to_string(e).expect("invariant: events serialize");
-        writeln!(inner.out, "{line}")
-            .and_then(|()| inner.out.flush())
-            .expect("write history line");
-    }
-
-    /// Records the start of `op`; returns the id to complete it with.
-    pub fn invoke(&self, process: &str, op: &Op) -> u64 {
+    /// Writes one line; `id` is the operation's, or a new one when `None`. Returns the id.
+    fn line(
+        &self,
+        id: Option<u64>,
+        process: &str,
+        kind: Kind,
+        op: Op,
+        error: Option<String>,
+    ) -> u64 {
         let mut inner = self.inner.lock().expect("invariant: recorder lock");
-        let id = inner.next_id;
-        inner.next_id += 1;
-        let e = Event {
-            time_ms: self.now_ms(),
-            id,
-            process: process.to_owned(),
-            kind: Kind::Invoke,
-            op: op.clone(),
-            error: None,
-        };
-        self.write(&mut inner, &e);
-        id
-    }
-
-    /// Records the outcome of operation `id`.
-    pub fn complete(&self, id: u64, process: &str, kind: Kind, op: Op, error: Option<String>) {
-        let mut inner = self.inner.lock().expect("invariant: recorder lock");
+        let id = id.unwrap_or_else(|| {
+            inner.next_id += 1;
+            inner.next_id - 1
+        });
         let e = Event {
             time_ms: self.now_ms(),
             id,
@@ -248,23 +234,27 @@ impl Recorder {
             op,
             error,
         };
-        self.write(&mut inner, &e);
+        // A history that cannot be written is a broken run: fail loudly.
+        let line = serde_json::to_string(&e).expect("invariant: events serialize");
+        writeln!(inner.out, "{line}")
+            .and_then(|()| inner.out.flush())
+            .expect("write history line");
+        id
+    }
+
+    /// Records the start of `op`; returns the id to complete it with.
+    pub fn invoke(&self, process: &str, op: &Op) -> u64 {
+        self.line(None, process, Kind::Invoke, op.clone(), None)
+    }
+
+    /// Records the outcome of operation `id`.
+    pub fn complete(&self, id: u64, process: &str, kind: Kind, op: Op, error: Option<String>) {
+        self.line(Some(id), process, kind, op, error);
     }
 
     /// Records a standalone `info` event (nemesis, health).
     pub fn event(&self, process: &str, op: Op) {
-        let mut inner = self.inner.lock().expect("invariant: recorder lock");
-        let id = inner.next_id;
-        inner.next_id += 1;
-        let e = Event {
-            time_ms: self.now_ms(),
-            id,
-            process: process.to_owned(),
-            kind: Kind::Info,
-            op,
-            error: None,
-        };
-        self.write(&mut inner, &e);
+        self.line(None, process, Kind::Info, op, None);
     }
 }
 

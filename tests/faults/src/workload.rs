@@ -470,9 +470,10 @@ async fn observe(client: Client, rec: Recorder, mut stop: watch::Receiver<bool>)
     }
 }
 
-async fn fetch_client(
-    addr: &str,
-) -> anyhow::Result<pb::fetch_service_client::FetchServiceClient<tonic::transport::Channel>> {
+/// A fetch client straight to one node (not through the leader).
+type FetchClient = pb::fetch_service_client::FetchServiceClient<tonic::transport::Channel>;
+
+async fn fetch_client(addr: &str) -> anyhow::Result<FetchClient> {
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
@@ -484,7 +485,7 @@ async fn fetch_client(
 
 /// One fetch from one node: (high watermark, log start, next offset, records).
 async fn fetch_once(
-    c: &mut pb::fetch_service_client::FetchServiceClient<tonic::transport::Channel>,
+    c: &mut FetchClient,
     partition: u32,
     offset: u64,
     max_bytes: u32,
@@ -547,10 +548,7 @@ fn range_start(message: &str) -> Option<u64> {
 
 /// A node's (high watermark, log start) for a partition. A replica whose log was restarted after
 /// a snapshot (see `docs/reliability.md`) does not start at 0.
-async fn probe(
-    c: &mut pb::fetch_service_client::FetchServiceClient<tonic::transport::Channel>,
-    partition: u32,
-) -> anyhow::Result<(u64, u64)> {
+async fn probe(c: &mut FetchClient, partition: u32) -> anyhow::Result<(u64, u64)> {
     match fetch_once(c, partition, 0, 1).await {
         Ok((hwm, start, ..)) => Ok((hwm, start)),
         Err(e) => {
@@ -569,33 +567,32 @@ pub async fn wait_converged(nodes: &[(u64, String)], partitions: u32, timeout: D
     let deadline = tokio::time::Instant::now() + timeout;
     let mut stable = 0;
     let mut last: Option<Vec<u64>> = None;
+    // One connection per node, made again only after it failed.
+    let mut clients: Vec<Option<FetchClient>> = nodes.iter().map(|_| None).collect();
     loop {
+        // Node-major: the high watermarks of node 1's partitions, then node 2's...
         let mut hwms = Vec::new();
-        let mut ok = true;
-        'nodes: for (_, addr) in nodes {
-            let Ok(mut c) = fetch_client(addr).await else {
-                ok = false;
-                break;
-            };
+        for ((_, addr), slot) in nodes.iter().zip(clients.iter_mut()) {
+            if slot.is_none() {
+                *slot = fetch_client(addr).await.ok();
+            }
+            let Some(c) = slot else { break };
             for p in 0..partitions {
-                match probe(&mut c, p).await {
+                match probe(c, p).await {
                     Ok((hwm, _)) => hwms.push(hwm),
                     Err(_) => {
-                        ok = false;
-                        break 'nodes;
+                        *slot = None;
+                        break;
                     }
                 }
             }
         }
-        let agree = ok
+        let complete = hwms.len() == nodes.len() * partitions as usize;
+        let agree = complete
             && (0..partitions as usize).all(|p| {
-                let per: Vec<u64> = hwms
-                    .iter()
-                    .skip(p)
-                    .step_by(partitions as usize)
-                    .copied()
-                    .collect();
-                per.windows(2).all(|w| w[0] == w[1])
+                let mut per = hwms.iter().skip(p).step_by(partitions as usize);
+                let first = per.next();
+                per.all(|h| Some(h) == first)
             });
         if agree && last.as_ref() == Some(&hwms) {
             stable += 1;
