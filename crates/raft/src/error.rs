@@ -24,7 +24,7 @@ pub enum Error {
     #[error("only data batches may be produced (got a {kind:?} batch)")]
     NotDataBatch {
         /// The batch's kind.
-        kind: skein_storage::batch::EntryKind,
+        kind: skein_record::EntryKind,
     },
 
     /// This replica is not the group's leader; retry on `leader` when it is known.

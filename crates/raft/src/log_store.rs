@@ -28,7 +28,7 @@ use openraft::{
     StorageIOError,
 };
 use serde::{Deserialize, Serialize};
-use skein_storage::batch::{self, Batch, EntryKind};
+use skein_record::{internal_batch, Batch, BatchHeader, EntryKind, InternalKind};
 use skein_storage::{LogConfig, PartitionLog};
 use tokio::sync::{mpsc, Mutex, Notify};
 
@@ -276,7 +276,7 @@ impl LogShared {
         }
         let backed = c.index >= g.log.first_index()
             && c.index < g.log.next_index()
-            && g.log.entry(c.index)?.header().raft_term == c.leader_id.term;
+            && g.log.term_at(c.index)? == c.leader_id.term;
         if !backed {
             tracing::info!(
                 group = self.group,
@@ -319,18 +319,22 @@ fn write_err(e: impl std::error::Error + 'static) -> StoreError {
     StorageIOError::write_logs(AnyError::new(&e)).into()
 }
 
-/// Rebuilds an openraft entry from a batch read from the log.
-pub(crate) fn entry_from_batch<C: SkeinTypes>(b: Batch) -> Result<openraft::Entry<C>> {
+/// Rebuilds openraft's entry `index` from the batch the log holds for it (its leader epoch is
+/// the entry's term).
+pub(crate) fn entry_from_batch<C: SkeinTypes>(index: u64, b: Batch) -> Result<openraft::Entry<C>> {
     let h = *b.header();
+    let term = u64::try_from(h.leader_epoch).unwrap_or(0);
     let payload = match h.kind {
-        EntryKind::Data => EntryPayload::Normal(RecordBatch(b.bytes().clone())),
+        EntryKind::Data | EntryKind::Control => {
+            EntryPayload::Normal(RecordBatch(b.bytes().clone()))
+        }
         EntryKind::Blank => EntryPayload::Blank,
         EntryKind::Membership => {
             EntryPayload::Membership(decode::<Membership>("membership entry", &b.payload())?)
         }
     };
     Ok(openraft::Entry {
-        log_id: log_id(h.raft_term, h.raft_index),
+        log_id: log_id(term, index),
         payload,
     })
 }
@@ -351,9 +355,14 @@ pub(crate) async fn read_entries<C: SkeinTypes>(
         if from >= to {
             return Ok(Vec::new());
         }
-        g.log.entries(from, to, max_bytes)?
+        (from, g.log.entries(from, to, max_bytes)?)
     };
-    batches.into_iter().map(entry_from_batch).collect()
+    let (from, batches) = batches;
+    batches
+        .into_iter()
+        .zip(from..)
+        .map(|(b, index)| entry_from_batch(index, b))
+        .collect()
 }
 
 fn range_to_bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
@@ -462,7 +471,7 @@ impl<C: SkeinTypes> LogStore<C> {
                         g.log.reset(offset, index)?;
                     } else {
                         for i in next..index {
-                            let blank = batch::control_batch(EntryKind::Blank, 0, &[]);
+                            let blank = internal_batch(InternalKind::Blank, 0, &[]);
                             g.log.append_entry(&blank, term, i)?;
                         }
                     }
@@ -561,14 +570,14 @@ async fn flush_unlocked(shared: &Arc<LogShared>) -> std::result::Result<(), Stri
 fn entry_batch<C: SkeinTypes>(entry: &openraft::Entry<C>) -> Result<bytes::Bytes> {
     Ok(match &entry.payload {
         EntryPayload::Normal(RecordBatch(b)) => {
-            let h = batch::BatchHeader::parse(b).map_err(Error::InvalidBatch)?;
+            let h = BatchHeader::parse(b).map_err(|e| Error::InvalidBatch(e.into()))?;
             if h.kind != EntryKind::Data {
                 return Err(Error::NotDataBatch { kind: h.kind });
             }
             b.clone()
         }
-        EntryPayload::Blank => batch::control_batch(EntryKind::Blank, 0, &[]),
-        EntryPayload::Membership(m) => batch::control_batch(EntryKind::Membership, 0, &encode(m)),
+        EntryPayload::Blank => internal_batch(InternalKind::Blank, 0, &[]),
+        EntryPayload::Membership(m) => internal_batch(InternalKind::Membership, 0, &encode(m)),
     })
 }
 
@@ -736,7 +745,7 @@ mod tests {
     async fn append_blanks(shared: &LogShared, term: u64, n: u64) {
         let mut g = shared.inner.lock().await;
         for i in 0..n {
-            let blank = batch::control_batch(EntryKind::Blank, 0, &[]);
+            let blank = internal_batch(InternalKind::Blank, 0, &[]);
             g.log.append_entry(&blank, term, i).expect("append");
         }
         g.log.flush().expect("flush");

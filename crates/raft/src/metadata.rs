@@ -7,7 +7,7 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use skein_storage::batch::BatchBuilder;
+use skein_record::BatchBuilder;
 
 use crate::error::Result;
 use crate::group::Group;
@@ -208,7 +208,7 @@ impl ClusterMetadata {
 }
 
 fn command_of(batch: &RecordBatch) -> Option<MetaCommand> {
-    let b = skein_storage::batch::Batch::new(batch.0.clone()).ok()?;
+    let b = skein_record::Batch::new(batch.0.clone()).ok()?;
     let record = b.records().ok()?.next()?.ok()?;
     decode("metadata command", &record.value?).ok()
 }

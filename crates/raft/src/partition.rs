@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Deserialize, Serialize};
-use skein_storage::batch::{self, BatchHeader, EntryKind};
+use skein_record::{BatchHeader, EntryKind};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -226,7 +226,7 @@ impl PartitionGroup {
                 },
             ));
         }
-        let h = batch::validate(&batch).map_err(Error::InvalidBatch)?;
+        let h = skein_record::validate(&batch).map_err(|e| Error::InvalidBatch(e.into()))?;
         if h.kind != EntryKind::Data {
             return Err(Error::NotDataBatch { kind: h.kind });
         }
@@ -390,7 +390,7 @@ async fn wait_inflight(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skein_storage::batch::{BatchBuilder, ProducerStamp};
+    use skein_record::{BatchBuilder, ProducerStamp};
 
     fn batch(pid: i64, epoch: i16, seq: i32, n: u32, base_offset: u64) -> RecordBatch {
         let mut b = BatchBuilder::new(0).producer(ProducerStamp {
@@ -402,7 +402,7 @@ mod tests {
             b.push(0, None, Some(b"v"), &[]);
         }
         let mut m = bytes::BytesMut::from(&b.finish()[..]);
-        batch::stamp(&mut m, base_offset, 1, 1).expect("long enough");
+        skein_record::stamp(&mut m, base_offset, 1).expect("long enough");
         RecordBatch(m.freeze())
     }
 

@@ -82,7 +82,7 @@ pub(crate) fn reposition_log(
     let log = &inner.log;
     let holds = last.index >= log.first_index()
         && last.index < log.next_index()
-        && log.entry(last.index)?.header().raft_term == last.leader_id.term;
+        && log.term_at(last.index)? == last.leader_id.term;
     if holds {
         return Ok(false);
     }
@@ -234,7 +234,7 @@ where
             let r = match &e.payload {
                 EntryPayload::Blank => s.app.control_response(),
                 EntryPayload::Normal(batch) => {
-                    if let Ok(h) = skein_storage::batch::BatchHeader::parse(&batch.0) {
+                    if let Ok(h) = skein_record::BatchHeader::parse(&batch.0) {
                         s.next_offset = h.next_offset();
                     }
                     s.app.apply(&e.log_id, batch)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::batch::HEADER_LEN;
+use skein_record::HEADER_LEN;
 use crate::error::{Result, StorageError};
 
 /// When appended bytes are made durable.

@@ -9,9 +9,9 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Everything that can go wrong in `skein-storage`.
 ///
 /// Variants fall in three groups, and callers should treat them differently:
-/// - **bad input** (`BatchTooShort`, `BadMagic`, `CrcMismatch`, ..., `OffsetOutOfRange`): the
+/// - **bad input** (`Record`, `BatchTooLarge`, ..., `OffsetOutOfRange`): the
 ///   caller sent something invalid; nothing was changed and the log stays usable;
-/// - **corruption** (`CorruptBatch`, `SegmentGap`; broken index files are rebuilt, not reported): bytes on disk are not what the
+/// - **corruption** (`CorruptBatch`, `SegmentGap`, `LostBaseIndex`; broken index files are rebuilt, not reported): bytes on disk are not what the
 ///   log wrote; the log refuses to serve the damaged range and never skips or truncates it;
 /// - **fatal** (`Poisoned`, and `Io` during a write or flush, which poisons the log): the log can no
 ///   longer promise durability and every later call fails.
@@ -35,57 +35,9 @@ pub enum StorageError {
         cause: String,
     },
 
-    /// The bytes are too short to hold what the header promises.
-    #[error("batch is {len} bytes, shorter than {needed} bytes")]
-    BatchTooShort {
-        /// Bytes available.
-        len: usize,
-        /// Bytes needed.
-        needed: usize,
-    },
-
-    /// The header's length field disagrees with the bytes given.
-    #[error("batch header says {header} bytes but {actual} bytes were given")]
-    LengthMismatch {
-        /// Length from the header.
-        header: u32,
-        /// Length of the buffer.
-        actual: usize,
-    },
-
-    /// Unknown batch format version.
-    #[error("unknown batch magic {found} (expected {expected})")]
-    BadMagic {
-        /// The magic byte found.
-        found: u8,
-        /// The magic byte this version writes.
-        expected: u8,
-    },
-
-    /// The CRC stored in the batch does not match its contents.
-    #[error("batch CRC mismatch: header has {stored:#010x}, contents give {computed:#010x}")]
-    CrcMismatch {
-        /// CRC from the header.
-        stored: u32,
-        /// CRC of the bytes.
-        computed: u32,
-    },
-
-    /// A header field holds a value this version does not accept.
-    #[error("invalid batch: {reason}")]
-    InvalidBatch {
-        /// Which field and why.
-        reason: &'static str,
-    },
-
-    /// A record inside a batch cannot be decoded.
-    #[error("invalid record #{record} in batch: {reason}")]
-    InvalidRecord {
-        /// Index of the record inside its batch.
-        record: u32,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    /// A batch failed to parse or validate (Kafka's RecordBatch v2, see `skein-record`).
+    #[error(transparent)]
+    Record(#[from] skein_record::RecordError),
 
     /// The batch is larger than the configured maximum.
     #[error(
@@ -96,13 +48,6 @@ pub enum StorageError {
         size: usize,
         /// `batch_bytes_max`.
         max: u32,
-    },
-
-    /// The compression codec is not supported by this build.
-    #[error("batch uses compression codec {codec}, which this build cannot decode")]
-    UnsupportedCompression {
-        /// Codec id from the attributes.
-        codec: u16,
     },
 
     /// A read asked for an offset outside `[log start, log end]`.
@@ -173,6 +118,36 @@ pub enum StorageError {
         expected_index: u64,
     },
 
+    /// A Raft term does not fit Kafka's 32-bit partitionLeaderEpoch field, where it is stored.
+    #[error("term {term} does not fit a batch's 32-bit leader epoch")]
+    TermTooLarge {
+        /// The term.
+        term: u64,
+    },
+
+    /// The `.index` file of a log's first segment, the only record of its base Raft index
+    /// (batches do not carry their Raft index), is missing or damaged.
+    #[error("the base Raft index of segment {segment} is lost ({reason}); this replica must be rebuilt from its peers: stop the node, delete the partition directory and restart it")]
+    LostBaseIndex {
+        /// The segment's `.log` file.
+        segment: PathBuf,
+        /// What is wrong with the index file.
+        reason: String,
+    },
+
+    /// The data directory was written by another version of Skein's on-disk format.
+    #[error("{dir} holds {found}, but this build reads Skein on-disk format {expected}; {hint}")]
+    FormatMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// What the directory holds.
+        found: String,
+        /// The format this build writes.
+        expected: u32,
+        /// What to do.
+        hint: &'static str,
+    },
+
     /// The configuration is invalid.
     #[error("invalid storage configuration: {0}")]
     InvalidConfig(String),
@@ -191,14 +166,9 @@ impl StorageError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            StorageError::BatchTooShort { .. }
-                | StorageError::LengthMismatch { .. }
-                | StorageError::BadMagic { .. }
-                | StorageError::CrcMismatch { .. }
-                | StorageError::InvalidBatch { .. }
-                | StorageError::InvalidRecord { .. }
+            StorageError::Record(_)
                 | StorageError::BatchTooLarge { .. }
-                | StorageError::UnsupportedCompression { .. }
+                | StorageError::TermTooLarge { .. }
                 | StorageError::OffsetOutOfRange { .. }
                 | StorageError::IndexOutOfRange { .. }
                 | StorageError::NonContiguousIndex { .. }
@@ -210,7 +180,9 @@ impl StorageError {
     pub fn is_corruption(&self) -> bool {
         matches!(
             self,
-            StorageError::CorruptBatch { .. } | StorageError::SegmentGap { .. }
+            StorageError::CorruptBatch { .. }
+                | StorageError::SegmentGap { .. }
+                | StorageError::LostBaseIndex { .. }
         )
     }
 }

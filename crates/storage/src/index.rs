@@ -5,8 +5,11 @@
 //! memory and writes them to the file only after the log bytes they point at have been fsynced,
 //! so an entry on disk always points at durable data; a sealed segment maps its files.
 //!
-//! `.index`: a 16-byte header (`b"SKIX"`, version u32 = 1, base Raft index u64), then entries of
-//! `relative offset u32 | relative raft index u32 | position u32`.
+//! `.index`: a 24-byte header (`b"SKIX"`, version u32 = 2, base Raft index u64, CRC-32C of the
+//! first 16 bytes u32, zero u32), then entries of
+//! `relative offset u32 | relative raft index u32 | position u32`. Batches do not carry their
+//! Raft index (Kafka's batch header has no room for it), so the header is where a segment's base
+//! index lives; its CRC makes damage detected instead of misread.
 //!
 //! `.timeindex`: entries of `timestamp i64 | relative offset u32`. An entry `(t, o)` promises that
 //! every batch before relative offset `o` has a max timestamp `<= t`.
@@ -18,13 +21,13 @@ use std::os::unix::fs::FileExt;
 use bytes::Bytes;
 
 /// Size of the `.index` header.
-pub const INDEX_HEADER_LEN: usize = 16;
+pub const INDEX_HEADER_LEN: usize = 24;
 /// Size of one `.index` entry.
 pub const INDEX_ENTRY_LEN: usize = 12;
 /// Size of one `.timeindex` entry.
 pub const TIME_ENTRY_LEN: usize = 12;
 const INDEX_MAGIC: &[u8; 4] = b"SKIX";
-const INDEX_VERSION: u32 = 1;
+const INDEX_VERSION: u32 = 2;
 
 /// One offset-index entry, relative to the segment's base offset and base Raft index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +200,8 @@ impl OffsetIndex {
         h[0..4].copy_from_slice(INDEX_MAGIC);
         h[4..8].copy_from_slice(&INDEX_VERSION.to_le_bytes());
         h[8..16].copy_from_slice(&base_index.to_le_bytes());
+        let crc = crc32c::crc32c(&h[..16]);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
         h
     }
 
@@ -208,7 +213,10 @@ impl OffsetIndex {
         if file.len() < INDEX_HEADER_LEN {
             return Err(IndexDamage::BadHeader);
         }
-        if &file[0..4] != INDEX_MAGIC || file[4..8] != INDEX_VERSION.to_le_bytes() {
+        if &file[0..4] != INDEX_MAGIC
+            || file[4..8] != INDEX_VERSION.to_le_bytes()
+            || file[16..20] != crc32c::crc32c(&file[..16]).to_le_bytes()
+        {
             return Err(IndexDamage::BadHeader);
         }
         let mut b = [0u8; 8];
@@ -533,6 +541,12 @@ mod tests {
         assert_eq!(
             OffsetIndex::parse(Bytes::from(back), false).err(),
             Some(IndexDamage::NotMonotonic)
+        );
+        let mut flipped = good.clone();
+        flipped[9] ^= 0x04; // a flipped bit in the base index is caught by the header CRC
+        assert_eq!(
+            OffsetIndex::parse(Bytes::from(flipped), false).err(),
+            Some(IndexDamage::BadHeader)
         );
         let idx = OffsetIndex::parse(Bytes::from(good), true).expect("good");
         assert_eq!(idx.base_index(), 5);

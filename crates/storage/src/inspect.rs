@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::batch::{self, BatchHeader, HEADER_LEN};
+use skein_record::{self as batch, BatchHeader, HEADER_LEN};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::mmap;
@@ -17,8 +17,11 @@ use crate::segment;
 pub struct BatchSummary {
     /// Byte position in the file.
     pub position: u64,
-    /// The parsed header.
+    /// The parsed header (its leader epoch is the entry's Raft term).
     pub header: BatchHeader,
+    /// The entry's Raft index: the segment's base index (from its `.index` header) plus the
+    /// batch's position in the file; `None` when the `.index` file is unreadable.
+    pub raft_index: Option<u64>,
     /// Whether the CRC matched.
     pub crc_ok: bool,
 }
@@ -69,6 +72,10 @@ fn map_file(path: &Path) -> Result<Bytes> {
 pub fn dump_segment(path: impl AsRef<Path>) -> Result<SegmentDump> {
     let path = path.as_ref();
     let data = map_file(path)?;
+    let base_index = map_file(&path.with_extension("index"))
+        .ok()
+        .and_then(|b| OffsetIndex::parse(b, true).ok())
+        .map(|i| i.base_index());
     let mut pos = 0usize;
     let mut batches = Vec::new();
     let end = loop {
@@ -102,6 +109,7 @@ pub fn dump_segment(path: impl AsRef<Path>) -> Result<SegmentDump> {
         batches.push(BatchSummary {
             position: pos as u64,
             header: h,
+            raft_index: base_index.map(|b| b + batches.len() as u64),
             crc_ok,
         });
         pos += len;
@@ -217,16 +225,24 @@ pub fn verify_log_dir(dir: &PathBuf) -> Result<LogReport> {
                 ));
             }
             if let Some((o, ix)) = next {
-                if h.base_offset != o || h.raft_index != ix {
+                let index = b.raft_index.unwrap_or(ix);
+                if h.base_offset != o || index != ix {
                     report.problems.push(format!(
-                        "{name}: batch at position {} has offset {} / raft index {}, expected {o} / {ix}",
-                        b.position, h.base_offset, h.raft_index
+                        "{name}: batch at position {} has offset {} / raft index {index}, expected {o} / {ix}",
+                        b.position, h.base_offset
                     ));
                 }
             }
+            if h.leader_epoch < 0 {
+                report.problems.push(format!(
+                    "{name}: batch at position {} has a negative leader epoch {}",
+                    b.position, h.leader_epoch
+                ));
+            }
             max_ts_before.push((h.base_offset, running));
             running = running.max(h.max_timestamp);
-            next = Some((h.next_offset(), h.raft_index + 1));
+            let index = b.raft_index.or(next.map(|(_, ix)| ix)).unwrap_or(0);
+            next = Some((h.next_offset(), index + 1));
         }
         match &dump.end {
             ScanEnd::EndOfFile => {}
@@ -253,13 +269,12 @@ pub fn verify_log_dir(dir: &PathBuf) -> Result<LogReport> {
         let index_path = dir.join(segment::file_name(*base, "index"));
         match map_file(&index_path).map(|b| OffsetIndex::parse(b, true)) {
             Ok(Ok(idx)) => {
-                if let Some(first) = dump.batches.first() {
-                    if idx.base_index() != first.header.raft_index {
+                if let Some((_, ix)) = expected.filter(|_| !dump.batches.is_empty()) {
+                    if idx.base_index() != ix {
                         report.problems.push(format!(
-                            "{}: base raft index {} but the first batch has {}",
+                            "{}: base raft index {} but the previous segment ends at {ix}",
                             index_path.display(),
                             idx.base_index(),
-                            first.header.raft_index
                         ));
                     }
                 }
@@ -270,10 +285,9 @@ pub fn verify_log_dir(dir: &PathBuf) -> Result<LogReport> {
                         .batches
                         .binary_search_by_key(&u64::from(e.position), |b| b.position)
                         .ok()
-                        .map(|j| &dump.batches[j].header);
-                    let ok = hit.is_some_and(|h| {
-                        h.base_offset == base + u64::from(e.rel_offset)
-                            && h.raft_index == idx.base_index() + u64::from(e.rel_index)
+                        .map(|j| (j, &dump.batches[j].header));
+                    let ok = hit.is_some_and(|(j, h)| {
+                        h.base_offset == base + u64::from(e.rel_offset) && j == e.rel_index as usize
                     });
                     if !ok {
                         report.problems.push(format!(

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::batch::{self, Batch, EntryKind};
+use skein_record::{self as batch, Batch};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::segment::{self, AppendInfo, Segment};
@@ -118,7 +118,7 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io(format!("fsync directory {}", dir.display()), e))
@@ -267,7 +267,7 @@ impl PartitionLog {
         let mut segments: VecDeque<Segment> = VecDeque::with_capacity(logs.len().max(1));
         for (i, base) in logs.iter().enumerate() {
             let sealed = i + 1 < logs.len();
-            let expected_index = segments.back().map_or(0, |s| s.next_index);
+            let expected_index = segments.back().map(|s| s.next_index);
             let seg = Segment::open(
                 &dir,
                 *base,
@@ -498,6 +498,7 @@ impl PartitionLog {
             });
         }
         let header = batch::validate(batch)?;
+        let epoch = i32::try_from(term).map_err(|_| StorageError::TermTooLarge { term })?;
         let next_index = self.next_index();
         if index != next_index {
             return Err(StorageError::NonContiguousIndex {
@@ -525,7 +526,7 @@ impl PartitionLog {
             self.roll(now)?;
         }
         let seg = self.active_mut();
-        let result = seg.append(batch, &header, term, index);
+        let result = seg.append(batch, &header, epoch, index);
         let info = match result {
             Ok(info) => info,
             Err(e) => {
@@ -723,8 +724,10 @@ impl PartitionLog {
         }
     }
 
-    /// Entries with Raft index in `[from, to)`, in order, stopping after `max_bytes` (at least
-    /// one entry when the range is not empty). Each is CRC-checked and returned without copying.
+    /// Entries with Raft index in `[from, to)`, in order (the `i`-th has Raft index `from + i`;
+    /// batches do not carry their index), stopping after `max_bytes` (at least one entry when the
+    /// range is not empty). Each is CRC-checked and returned without copying; its term is its
+    /// leader epoch.
     pub fn entries(&self, from: u64, to: u64, max_bytes: u64) -> Result<Vec<Batch>> {
         self.check_poisoned()?;
         let (first, next) = (self.first_index(), self.next_index());
@@ -760,6 +763,12 @@ impl PartitionLog {
             i += 1;
         }
         Ok(out)
+    }
+
+    /// The Raft term of the entry with Raft index `index` (its stamped leader epoch).
+    pub fn term_at(&self, index: u64) -> Result<u64> {
+        let e = self.entry(index)?;
+        Ok(u64::try_from(e.header().leader_epoch).unwrap_or(0))
     }
 
     /// The entry with Raft index `index`.
@@ -962,17 +971,13 @@ impl PartitionLog {
     }
 }
 
-/// One past the last record offset of the batches in `bytes`, if any batch holds records.
+/// One past the last record offset of the batches in `bytes` (a read: no internal entries).
 fn last_next_offset(bytes: &[u8]) -> Option<u64> {
     let mut pos = 0usize;
     let mut next = None;
     while pos < bytes.len() {
         let h = batch::BatchHeader::parse(&bytes[pos..]).ok()?;
-        if h.kind == EntryKind::Data {
-            next = Some(h.next_offset());
-        } else if next.is_none() {
-            next = Some(h.base_offset);
-        }
+        next = Some(h.next_offset());
         pos += h.batch_len as usize;
     }
     next
@@ -981,7 +986,7 @@ fn last_next_offset(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::BatchBuilder;
+    use skein_record::BatchBuilder;
 
     fn one_batch() -> Bytes {
         let mut b = BatchBuilder::new(1);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{self, Batch, BatchHeader, EntryKind, Records, HEADER_LEN, STAMP_LEN};
+use skein_record::{self as batch, Batch, BatchHeader, EntryKind, HEADER_LEN};
 use crate::error::{Result, StorageError};
 use crate::index::{IndexDamage, IndexEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::mmap;
@@ -164,14 +164,16 @@ impl Segment {
     /// A sealed segment must be whole: every batch it is checked on must be valid and the last
     /// must end at the end of the file. The active segment is scanned from its last valid index
     /// entry; a torn tail is cut off, but an invalid batch followed by a valid one is corruption.
-    /// `expected_base_index` is used when the `.index` file (which records the segment's base
-    /// Raft index) is missing or damaged and the segment holds no batch to read it from.
+    /// `expected_base_index` (the previous segment's next Raft index; `None` for the first
+    /// segment) is used when the `.index` file, which records the segment's base Raft index, is
+    /// missing or damaged: batches do not carry their Raft index. A first segment whose base
+    /// index is lost cannot be opened ([`StorageError::LostBaseIndex`]).
     pub fn open(
         dir: &Path,
         base_offset: u64,
         sealed: bool,
         capacity: u64,
-        expected_base_index: u64,
+        expected_base_index: Option<u64>,
         index_interval: u64,
         now_ms: i64,
     ) -> Result<Self> {
@@ -217,12 +219,23 @@ impl Segment {
         }
         let map = mmap::map_bytes(&log, map_len).map_err(|e| StorageError::io(action("map"), e))?;
 
-        // The first batch, if any, tells the base Raft index and the segment's age.
+        // The first batch, if any, tells the segment's age.
         let first = BatchHeader::parse(&map[..map.len().min(HEADER_LEN)]).ok();
         let (index, time_index, damaged) = match (index, time_index) {
             (Ok(i), Ok(t)) => (i, t, None),
             (i, t) => {
-                let base_index = first.map_or(expected_base_index, |h| h.raft_index);
+                // Batches do not carry their Raft index: the `.index` header is where the base
+                // index lives, and the previous segment's end is the only other witness.
+                let base_index = match (&i, expected_base_index) {
+                    (Ok(i), _) => i.base_index(),
+                    (Err(_), Some(b)) => b,
+                    (Err(why), None) => {
+                        return Err(StorageError::LostBaseIndex {
+                            segment: log_path.clone(),
+                            reason: format!("{why:?}"),
+                        })
+                    }
+                };
                 let why = i.err().or(t.err()).unwrap_or(IndexDamage::Missing);
                 (OffsetIndex::new(base_index), TimeIndex::new(), Some(why))
             }
@@ -270,7 +283,6 @@ impl Segment {
         pos: u64,
         limit: u64,
         expected_offset: u64,
-        expected_index: u64,
         min_term: u64,
     ) -> std::result::Result<BatchHeader, String> {
         let start = pos as usize;
@@ -290,31 +302,25 @@ impl Segment {
                 h.base_offset, expected_offset
             ));
         }
-        if h.raft_index != expected_index {
-            return Err(format!(
-                "raft index {} where {} was expected",
-                h.raft_index, expected_index
-            ));
-        }
-        if h.raft_term < min_term {
-            return Err(format!("term {} after term {}", h.raft_term, min_term));
+        let term = u64::try_from(h.leader_epoch)
+            .map_err(|_| format!("negative leader epoch {}", h.leader_epoch))?;
+        if term < min_term {
+            return Err(format!("term {term} after term {min_term}"));
         }
         Ok(h)
     }
 
-    /// Checks every batch of the segment from its start (header, CRC, offsets, Raft indexes and
-    /// terms in sequence), not only those after the last index entry as recovery does.
+    /// Checks every batch of the segment from its start (header, CRC, offsets and terms in
+    /// sequence), not only those after the last index entry as recovery does.
     pub fn verify(&self) -> Result<()> {
-        let (mut pos, mut offset, mut index, mut term) =
-            (0u64, self.base_offset, self.base_index(), 0u64);
+        let (mut pos, mut offset, mut term) = (0u64, self.base_offset, 0u64);
         while pos < self.size {
             let h = self
-                .check_batch_at(pos, self.size, offset, index, term)
+                .check_batch_at(pos, self.size, offset, term)
                 .map_err(|reason| self.corrupt(pos, reason))?;
             pos += h.batch_len as u64;
             offset = h.next_offset();
-            index += 1;
-            term = h.raft_term;
+            term = epoch_term(&h);
         }
         Ok(())
     }
@@ -337,7 +343,6 @@ impl Segment {
                             e.position as u64,
                             limit,
                             self.base_offset + e.rel_offset as u64,
-                            self.index.base_index() + e.rel_index as u64,
                             0,
                         )
                         .is_ok();
@@ -375,14 +380,14 @@ impl Segment {
             if pos + HEADER_LEN as u64 > limit || self.is_zero_header(pos, limit) {
                 break ScanEnd::Clean(pos);
             }
-            match self.check_batch_at(pos, limit, offset, index, term) {
+            match self.check_batch_at(pos, limit, offset, term) {
                 Ok(h) => {
-                    self.note_index_point(pos, &h);
+                    self.note_index_point(pos, h.base_offset, index);
                     pos += h.batch_len as u64;
                     offset = h.next_offset();
                     index += 1;
-                    term = h.raft_term;
-                    self.last_term = Some(h.raft_term);
+                    term = epoch_term(&h);
+                    self.last_term = Some(term);
                     self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
                 }
                 Err(reason) => {
@@ -461,15 +466,16 @@ impl Segment {
             .map_err(|e| StorageError::io(action, e))
     }
 
-    /// Adds index entries for a batch about to be (or being re-)accounted at `pos`.
-    fn note_index_point(&mut self, pos: u64, h: &BatchHeader) {
+    /// Adds index entries for the batch with base offset `base_offset` and Raft index `index`
+    /// about to be (or being re-)accounted at `pos`.
+    fn note_index_point(&mut self, pos: u64, base_offset: u64, index: u64) {
         let last_pos = self.index.last().map_or(0, |e| e.position as u64);
         let already = self.index.last().is_some_and(|e| e.position as u64 == pos);
         if !already && pos > 0 && pos - last_pos >= self.index_interval() {
-            let rel_offset = (h.base_offset - self.base_offset) as u32;
+            let rel_offset = (base_offset - self.base_offset) as u32;
             self.index.push(IndexEntry {
                 rel_offset,
-                rel_index: (h.raft_index - self.index.base_index()) as u32,
+                rel_index: (index - self.index.base_index()) as u32,
                 position: pos as u32,
             });
             if self.max_timestamp != i64::MIN {
@@ -495,12 +501,13 @@ impl Segment {
         self.size + len <= self.capacity
     }
 
-    /// Appends a validated batch, stamping base offset, term and index.
+    /// Appends a validated batch as Raft entry `index`, stamping its base offset and its leader
+    /// epoch (`term`, which the log checked fits Kafka's i32 field).
     pub fn append(
         &mut self,
         bytes: &[u8],
         h: &BatchHeader,
-        term: u64,
+        term: i32,
         index: u64,
     ) -> io::Result<AppendInfo> {
         debug_assert!(!self.sealed);
@@ -516,24 +523,23 @@ impl Segment {
         let base_offset = self.next_offset;
         let stamped = BatchHeader {
             base_offset,
-            raft_term: term,
-            raft_index: index,
+            leader_epoch: term,
             ..*h
         };
-        self.note_index_point(pos, &stamped);
+        self.note_index_point(pos, base_offset, index);
+        let prefix = batch::stamp_prefix(base_offset, h.batch_len, term);
+        self.log.write_all_at(&prefix, pos)?;
         self.log
-            .write_all_at(&batch::stamp_bytes(base_offset, term, index), pos)?;
-        self.log
-            .write_all_at(&bytes[STAMP_LEN..], pos + STAMP_LEN as u64)?;
+            .write_all_at(&bytes[prefix.len()..], pos + prefix.len() as u64)?;
         self.size += len;
         self.next_offset = stamped.next_offset();
         self.next_index = index + 1;
-        self.last_term = Some(term);
+        self.last_term = Some(epoch_term(&stamped));
         self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
         Ok(AppendInfo {
             base_offset,
             next_offset: self.next_offset,
-            raft_term: term,
+            raft_term: epoch_term(&stamped),
             raft_index: index,
         })
     }
@@ -625,7 +631,7 @@ impl Segment {
         let mut p = self.index.last().map_or(0, |e| e.position as u64);
         while p < self.size {
             let hh = self.header_at(p)?;
-            self.last_term = Some(hh.raft_term);
+            self.last_term = Some(epoch_term(&hh));
             self.max_timestamp = self.max_timestamp.max(hh.max_timestamp);
             p += hh.batch_len as u64;
         }
@@ -705,41 +711,44 @@ impl Segment {
         Ok(taken)
     }
 
-    /// Whole batches from the one holding `offset`, bounded by `max_bytes` (at least one batch)
-    /// and by `upto` (exclusive; no batch reaching past it is returned).
+    /// Whole data batches from the one holding `offset`, bounded by `max_bytes` (at least one
+    /// batch) and by `upto` (exclusive; no batch reaching past it is returned), as one zero-copy
+    /// slice of the map.
+    ///
+    /// Raft-internal entries are never handed out: those before the first batch returned are
+    /// skipped, and the slice ends at the next one (the following read skips it). CRCs are not
+    /// checked here: every batch was checked on append and on recovery, and consumers check
+    /// what they receive.
     pub fn read(&self, offset: u64, max_bytes: u64, upto: u64) -> Result<Bytes> {
         let rel = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
         let mut pos = self
             .index
             .floor_offset(rel)
             .map_or(0, |e| e.position as u64);
-        // Skip batches that end at or before `offset`.
+        // Skip batches that end at or before `offset`, and internal entries.
         while pos < self.size {
             let h = self.header_at(pos)?;
-            if h.next_offset() > offset {
+            if h.next_offset() > offset && !h.is_internal() {
                 break;
             }
             pos += h.batch_len as u64;
         }
         let start = pos;
         while pos < self.size {
-            // Decide on the header first; the CRC is checked only for batches handed out.
             let h = self.header_at(pos)?;
-            let past_upto =
-                h.next_offset() > upto || (h.record_count == 0 && h.base_offset >= upto);
-            if past_upto {
+            if h.is_internal() || h.next_offset() > upto {
                 break;
             }
             if pos > start && pos - start + h.batch_len as u64 > max_bytes {
                 break;
             }
-            self.checked_bytes(pos, &h)?;
             pos += h.batch_len as u64;
         }
         Ok(self.map.slice(start as usize..pos as usize))
     }
 
-    /// The first offset whose record timestamp is `>= ts`, if this segment has one.
+    /// The first offset whose record timestamp is `>= ts`, if this segment has one. Exact inside
+    /// compressed batches (they are decompressed).
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
         if self.max_timestamp < ts {
             return Ok(None);
@@ -751,21 +760,16 @@ impl Segment {
             .map_or(0, |e| e.position as u64);
         while pos < self.size {
             let (h, bytes) = self.batch_at(pos)?;
+            let at = pos;
             pos += h.batch_len as u64;
             if h.kind != EntryKind::Data || h.max_timestamp < ts {
                 continue;
             }
-            if h.compression() != batch::Compression::None {
-                return Ok(Some(h.base_offset));
-            }
-            let records = Records::new(
-                bytes.slice(HEADER_LEN..),
-                h.record_count,
-                h.base_offset,
-                h.first_timestamp,
-            );
+            let records = Batch::from_validated(h, bytes)
+                .records()
+                .map_err(|e| self.corrupt(at, e.to_string()))?;
             for r in records {
-                let r = r.map_err(|e| self.corrupt(pos - h.batch_len as u64, e.to_string()))?;
+                let r = r.map_err(|e| self.corrupt(at, e.to_string()))?;
                 if r.timestamp >= ts {
                     return Ok(Some(r.offset));
                 }
@@ -793,4 +797,10 @@ impl Segment {
     pub fn base_index(&self) -> u64 {
         self.index.base_index()
     }
+}
+
+/// The Raft term of a stored batch: its leader epoch, which the log stamped from a term and
+/// recovery checked is not negative.
+fn epoch_term(h: &BatchHeader) -> u64 {
+    u64::try_from(h.leader_epoch).unwrap_or(0)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use skein_storage::batch::{self, BatchBuilder, BatchIter, EntryKind};
+use skein_record::{self as batch, BatchBuilder, BatchIter, EntryKind, InternalKind, RecordError};
 use skein_storage::{FlushPolicy, LogConfig, PartitionLog, Retention, StorageError};
 
 fn batch_of(records: usize, value_len: usize, ts: i64) -> Bytes {
@@ -115,8 +115,12 @@ fn offsets_are_dense_across_segment_rolls_and_reopen() {
     let entries = log.entries(0, 200, u64::MAX).expect("entries");
     assert_eq!(entries.len(), 200);
     for (i, e) in entries.iter().enumerate() {
-        assert_eq!(e.header().raft_index, i as u64);
+        let term = log.term_at(i as u64).expect("term");
+        assert_eq!(i64::from(e.header().leader_epoch), term as i64, "the term is the epoch");
     }
+    // Batches do not carry their Raft index; the log knows it across segments.
+    let from_57 = log.entries(57, 58, u64::MAX).expect("entry 57");
+    assert_eq!(from_57[0].header().base_offset, entries[57].header().base_offset);
     // A small byte budget still returns at least one entry.
     assert_eq!(log.entries(57, 200, 1).expect("entries").len(), 1);
 }
@@ -171,12 +175,12 @@ fn bad_input_is_rejected_and_changes_nothing() {
     corrupt[last] ^= 0x40;
     assert!(matches!(
         log.append(&corrupt),
-        Err(StorageError::CrcMismatch { .. })
+        Err(StorageError::Record(RecordError::CrcMismatch { .. }))
     ));
 
     assert!(matches!(
         log.append(&[1, 2, 3]),
-        Err(StorageError::BatchTooShort { .. })
+        Err(StorageError::Record(RecordError::BatchTooShort { .. }))
     ));
 
     let ok = batch_of(1, 10, 1);
@@ -202,10 +206,10 @@ fn bad_input_is_rejected_and_changes_nothing() {
 fn raft_entries_of_other_kinds_take_no_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
-    log.append_entry(&batch::control_batch(EntryKind::Membership, 1, b"m"), 1, 0)
+    log.append_entry(&batch::internal_batch(InternalKind::Membership, 1, b"m"), 1, 0)
         .expect("membership");
     log.append_entry(&batch_of(2, 5, 1), 1, 1).expect("data");
-    log.append_entry(&batch::control_batch(EntryKind::Blank, 2, b""), 2, 2)
+    log.append_entry(&batch::internal_batch(InternalKind::Blank, 2, b""), 2, 2)
         .expect("blank");
     let info = log.append_entry(&batch_of(2, 5, 1), 2, 3).expect("data");
     assert_eq!(info.base_offset, 2);
@@ -213,8 +217,69 @@ fn raft_entries_of_other_kinds_take_no_offsets() {
     assert_eq!(all_offsets(&log), vec![0, 1, 2, 3]);
     let e = log.entry(2).expect("entry 2");
     assert_eq!(e.header().kind, EntryKind::Blank);
-    assert_eq!(e.header().raft_term, 2);
+    assert_eq!(e.header().leader_epoch, 2);
+    assert_eq!(log.term_at(2).expect("term"), 2);
     assert_eq!(log.last_entry(), Some((2, 3)));
+    // Reads never hand out internal entries: from offset 0, the membership entry is skipped
+    // and the read ends before the blank one; the next read skips it.
+    let first = log.read(0, u64::MAX).expect("read");
+    let kinds: Vec<_> = BatchIter::new(first.bytes.clone())
+        .map(|b| b.expect("valid").header().kind)
+        .collect();
+    assert_eq!(kinds, vec![EntryKind::Data]);
+    assert_eq!(first.next_offset, 2);
+    let second = log.read(2, u64::MAX).expect("read");
+    let kinds: Vec<_> = BatchIter::new(second.bytes)
+        .map(|b| b.expect("valid").header().kind)
+        .collect();
+    assert_eq!(kinds, vec![EntryKind::Data]);
+    assert_eq!(second.next_offset, 4);
+}
+
+#[test]
+fn a_term_beyond_the_leader_epoch_field_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    let term = i32::MAX as u64 + 1;
+    assert!(matches!(
+        log.append_entry(&batch_of(2, 5, 1), term, 0),
+        Err(StorageError::TermTooLarge { .. })
+    ));
+    assert_eq!(log.next_index(), 0, "nothing was written");
+}
+
+#[test]
+fn the_base_index_lives_in_the_index_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
+        log.reset(0, 40).expect("start at raft index 40");
+        for i in 0..60 {
+            log.append_entry(&batch_of(5, 200, 1), 1, 40 + i).expect("append");
+        }
+        log.flush().expect("flush");
+        assert!(log.segment_count() > 2);
+    }
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+        .filter(|n| n.ends_with(".index"))
+        .collect();
+    names.sort();
+    // A damaged index of a later segment is rebuilt from the previous segment's end.
+    let second = dir.path().join(&names[1]);
+    std::fs::write(&second, b"garbage").expect("damage");
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert_eq!((log.first_index(), log.next_index()), (40, 100));
+    assert_eq!(log.entries(40, 100, u64::MAX).expect("entries").len(), 60);
+    drop(log);
+    // The first segment's base index has no other witness: refused, never guessed.
+    let first = dir.path().join(&names[0]);
+    let mut bytes = std::fs::read(&first).expect("read");
+    bytes[9] ^= 1;
+    std::fs::write(&first, &bytes).expect("damage");
+    let err = PartitionLog::open(dir.path(), small_config()).expect_err("lost base index");
+    assert!(matches!(err, StorageError::LostBaseIndex { .. }), "{err}");
 }
 
 #[test]
@@ -311,8 +376,9 @@ fn corruption_in_a_sealed_segment_is_found_when_read() {
         }
         log.flush().expect("flush");
     }
-    // A flipped bit early in a sealed segment (before its last index entry) is not seen at open,
-    // but a read of that range reports it instead of serving it.
+    // A flipped bit early in a sealed segment (before its last index entry) is not seen at an
+    // unverified open. Reads do no checksum work (consumers check every batch's CRC, as Kafka
+    // clients do), but the Raft path, which would copy the bytes to other replicas, refuses.
     let first = dir.path().join("00000000000000000000.log");
     let mut bytes = std::fs::read(&first).expect("read");
     bytes[200] ^= 0x10;
@@ -322,16 +388,21 @@ fn corruption_in_a_sealed_segment_is_found_when_read() {
         ..small_config()
     };
     let log = PartitionLog::open(dir.path(), unverified).expect("open");
-    match log.read(0, 1 << 20) {
+    let read = log.read(0, 1 << 20).expect("read");
+    let checked: Result<Vec<_>, _> = BatchIter::new(read.bytes).collect();
+    assert!(
+        matches!(checked, Err(RecordError::CrcMismatch { .. })),
+        "the consumer's check finds it"
+    );
+    match log.entries(0, 3, u64::MAX) {
         Err(StorageError::CorruptBatch {
             segment, position, ..
         }) => {
             assert_eq!(segment, first);
             assert!(position <= 200);
         }
-        other => panic!("expected CorruptBatch, got {other:?}"),
+        other => panic!("expected CorruptBatch, got {:?}", other.map(|v| v.len())),
     }
-    assert!(log.entries(0, 3, u64::MAX).is_err());
 }
 
 #[test]
@@ -519,10 +590,13 @@ fn missing_or_broken_index_files_are_rebuilt() {
         log.flush().expect("flush");
         expected = all_offsets(&log);
     }
+    // Every index but the first segment's (the only record of the log's first Raft index, see
+    // `the_base_index_lives_in_the_index_header`).
     for e in std::fs::read_dir(dir.path()).expect("ls") {
         let p = e.expect("entry").path();
+        let first = p.file_stem().is_some_and(|s| s == "00000000000000000000");
         match p.extension().and_then(|x| x.to_str()) {
-            Some("index") => std::fs::remove_file(&p).expect("rm"),
+            Some("index") if !first => std::fs::remove_file(&p).expect("rm"),
             Some("timeindex") => std::fs::write(&p, b"garbage").expect("write"),
             _ => {}
         }
@@ -576,7 +650,7 @@ fn truncation_removes_the_tail_for_good_across_segments() {
     assert_eq!(log.next_index(), 40);
     assert_eq!(log.next_offset(), 70);
     assert_eq!(all_offsets(&log), (0..70).collect::<Vec<_>>());
-    assert_eq!(log.entry(35).expect("entry").header().raft_term, 2);
+    assert_eq!(log.entry(35).expect("entry").header().leader_epoch, 2);
 }
 
 #[test]
@@ -602,7 +676,7 @@ fn truncation_at_a_segment_boundary_reopens_the_previous_segment() {
     drop(log);
     let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
     assert_eq!(log.next_index(), boundary + 1);
-    assert_eq!(log.entry(boundary).expect("entry").header().raft_term, 2);
+    assert_eq!(log.entry(boundary).expect("entry").header().leader_epoch, 2);
 }
 
 #[test]
@@ -783,7 +857,7 @@ fn segments_roll_by_age_but_never_empty() {
     // Raft entries without records do not make a segment rollable: no two segments share a name.
     now.fetch_add(61_000, Ordering::SeqCst);
     let idx = log.next_index();
-    log.append_entry(&batch::control_batch(EntryKind::Blank, 0, b""), 1, idx)
+    log.append_entry(&batch::internal_batch(InternalKind::Blank, 0, b""), 1, idx)
         .expect("blank");
     assert_eq!(
         log.segment_count(),
@@ -791,7 +865,7 @@ fn segments_roll_by_age_but_never_empty() {
         "the old segment with a record rolled"
     );
     now.fetch_add(61_000, Ordering::SeqCst);
-    log.append_entry(&batch::control_batch(EntryKind::Blank, 0, b""), 1, idx + 1)
+    log.append_entry(&batch::internal_batch(InternalKind::Blank, 0, b""), 1, idx + 1)
         .expect("blank");
     assert_eq!(
         log.segment_count(),

@@ -1,0 +1,1 @@
+//! Kafka RecordBatch v2 codec (being written).
