@@ -63,6 +63,7 @@ mod types;
 #[cfg(test)]
 mod suite_tests;
 
+pub use skein_record as record;
 pub use skein_storage as storage;
 
 pub use crate::config::RaftConfig;

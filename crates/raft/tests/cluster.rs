@@ -543,10 +543,10 @@ async fn a_follower_damaged_while_down_cuts_its_log_and_gets_the_entries_again()
     let mut bytes = std::fs::read(&first).expect("read first segment");
     let mut pos = 0usize;
     for _ in 0..2 {
-        let h = skein_raft::storage::batch::BatchHeader::parse(&bytes[pos..]).expect("header");
+        let h = skein_raft::record::BatchHeader::parse(&bytes[pos..]).expect("header");
         pos += h.batch_len as usize;
     }
-    let at = pos + skein_raft::storage::batch::HEADER_LEN + 5;
+    let at = pos + skein_raft::record::HEADER_LEN + 5;
     assert!(
         at < bytes.len(),
         "the first segment holds more than two batches"

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use skein_raft::openraft::BasicNode;
-use skein_raft::storage::batch::{BatchBuilder, ProducerStamp};
+use skein_raft::record::{BatchBuilder, ProducerStamp};
 use skein_raft::storage::LogConfig;
 use skein_raft::{NodeId, PartitionGroup, RaftConfig, RaftService, Registry};
 use tokio::net::TcpListener;
@@ -231,18 +231,20 @@ pub type EntrySummary = (u64, u64, u32, u64, u32, u8);
 pub async fn log_summary(node: &TestNode) -> Vec<EntrySummary> {
     node.partition()
         .with_log(|l| {
-            l.entries(l.first_index(), l.next_index(), u64::MAX)
+            let first = l.first_index();
+            l.entries(first, l.next_index(), u64::MAX)
                 .expect("read log")
                 .into_iter()
-                .map(|b| {
+                .zip(first..)
+                .map(|(b, index)| {
                     let h = b.header();
                     (
-                        h.raft_index,
-                        h.raft_term,
+                        index,
+                        h.leader_epoch as u64,
                         h.crc,
                         h.base_offset,
                         h.record_count,
-                        h.kind as u8,
+                        h.attributes as u8,
                     )
                 })
                 .collect()
