@@ -151,6 +151,10 @@ pub enum Compression {
     /// No compression.
     #[default]
     None,
+    /// gzip.
+    Gzip,
+    /// Snappy (Kafka's xerial framing).
+    Snappy,
     /// LZ4 frame format.
     Lz4,
     /// Zstandard (fastest level).
@@ -162,10 +166,12 @@ impl FromStr for Compression {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "none" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "snappy" => Ok(Compression::Snappy),
             "lz4" => Ok(Compression::Lz4),
             "zstd" => Ok(Compression::Zstd),
             other => Err(format!(
-                "unknown compression `{other}`: use `none`, `lz4` or `zstd`"
+                "unknown compression `{other}`: use `none`, `gzip`, `snappy`, `lz4` or `zstd`"
             )),
         }
     }
@@ -175,6 +181,8 @@ impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
             Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
         })
@@ -510,7 +518,9 @@ mod tests {
         assert!("two".parse::<Acks>().is_err());
         assert_eq!("zstd".parse::<Compression>(), Ok(Compression::Zstd));
         assert_eq!("lz4".parse::<Compression>(), Ok(Compression::Lz4));
-        assert!("gzip".parse::<Compression>().is_err());
+        assert_eq!("gzip".parse::<Compression>(), Ok(Compression::Gzip));
+        assert_eq!("Snappy".parse::<Compression>(), Ok(Compression::Snappy));
+        assert!("brotli".parse::<Compression>().is_err());
         assert_eq!(Compression::Lz4.to_string(), "lz4");
         for (word, strategy) in [
             ("range", AssignmentStrategy::Range),

@@ -7,10 +7,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use skein_storage::batch::{BatchIter, Compression as BatchCompression, EntryKind};
-use skein_storage::StorageError;
+use skein_record::{BatchIter, EntryKind, RecordError};
 
-use crate::compression::decompress;
 use crate::error::{ClientError, Result};
 use crate::record::{ConsumerRecord, Header, TopicPartition};
 
@@ -37,7 +35,7 @@ pub(crate) fn decode_fetched(tp: &TopicPartition, data: Bytes, from: u64) -> Res
         let batch = match batch {
             Ok(b) => b,
             // A truncated last batch: use what came before it and fetch the rest next time.
-            Err(StorageError::BatchTooShort { .. }) if batches_seen > 0 => break,
+            Err(RecordError::BatchTooShort { .. }) if batches_seen > 0 => break,
             Err(e) => return Err(corrupt(e.to_string())),
         };
         let header = *batch.header();
@@ -46,14 +44,9 @@ pub(crate) fn decode_fetched(tp: &TopicPartition, data: Bytes, from: u64) -> Res
         if header.kind != EntryKind::Data || end <= from {
             continue;
         }
-        let records = match header.compression() {
-            BatchCompression::None => batch.records().map_err(|e| corrupt(e.to_string()))?,
-            codec => {
-                let plain = decompress(codec, &batch.payload())
-                    .map_err(|e| corrupt(format!("batch at offset {}: {e}", header.base_offset)))?;
-                batch.records_from(Bytes::from(plain))
-            }
-        };
+        let records = batch
+            .records()
+            .map_err(|e| corrupt(format!("batch at offset {}: {e}", header.base_offset)))?;
         if out.records.capacity() == 0 {
             // Room for the whole fetch, estimated from its first data batch (the vector then
             // grows at most a few times instead of with every batch).
@@ -98,7 +91,7 @@ pub(crate) mod tests {
     use crate::compression::{compress, to_batch_codec};
     use crate::config::Compression;
     use bytes::BytesMut;
-    use skein_storage::batch::{control_batch, stamp, BatchBuilder, HeaderRef};
+    use skein_record::{internal_batch, stamp, BatchBuilder, HeaderRef, InternalKind};
 
     /// A data batch of `values` stamped at `base_offset`, as a broker would return it.
     pub(crate) fn data_batch(base_offset: u64, values: &[&str], codec: Compression) -> Bytes {
@@ -123,13 +116,13 @@ pub(crate) mod tests {
             }
         };
         let mut m = BytesMut::from(&bytes[..]);
-        stamp(&mut m, base_offset, 1, base_offset + 1).expect("header fits");
+        stamp(&mut m, base_offset, 1).expect("header fits");
         m.freeze()
     }
 
     fn blank(at: u64) -> Bytes {
-        let mut m = BytesMut::from(&control_batch(EntryKind::Blank, 5, b"")[..]);
-        stamp(&mut m, at, 2, 99).expect("header fits");
+        let mut m = BytesMut::from(&internal_batch(InternalKind::Blank, 5, b"")[..]);
+        stamp(&mut m, at, 2).expect("header fits");
         m.freeze()
     }
 
@@ -192,16 +185,24 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn decompresses_lz4_and_zstd_batches() {
+    fn decompresses_every_kafka_codec() {
         let tp = TopicPartition::new("t", 2);
         let data = concat(&[
             data_batch(0, &["x", "y"], Compression::Lz4),
             data_batch(2, &["z"], Compression::Zstd),
+            data_batch(3, &["g"], Compression::Gzip),
+            data_batch(4, &["s"], Compression::Snappy),
         ]);
         let d = decode_fetched(&tp, data, 0).expect("decodes");
         assert_eq!(
             values(&d),
-            vec![(0, "x".into()), (1, "y".into()), (2, "z".into())]
+            vec![
+                (0, "x".into()),
+                (1, "y".into()),
+                (2, "z".into()),
+                (3, "g".into()),
+                (4, "s".into())
+            ]
         );
     }
 

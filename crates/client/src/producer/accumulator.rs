@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use skein_storage::batch::{BatchBuilder, HeaderRef};
+use skein_record::{BatchBuilder, HeaderRef};
 use tokio::sync::Semaphore;
 
 use super::delivery::{Completion, DeliveryFuture};

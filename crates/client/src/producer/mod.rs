@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use skein_proto::v1 as pb;
 use skein_proto::v1::produce_service_client::ProduceServiceClient;
-use skein_storage::batch::{HeaderRef, ProducerStamp};
+use skein_record::{HeaderRef, ProducerStamp};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 
@@ -388,7 +388,7 @@ fn seal_all(shared: &Shared, work: Vec<(PartitionKey, Work)>) -> Vec<InFlight> {
     out
 }
 
-fn seal(builder: skein_storage::batch::BatchBuilder, codec: Compression) -> Bytes {
+fn seal(builder: skein_record::BatchBuilder, codec: Compression) -> Bytes {
     if codec == Compression::None {
         return builder.finish();
     }

@@ -22,7 +22,7 @@ use skein_client::proto::group_service_server::{GroupService, GroupServiceServer
 use skein_client::proto::metadata_service_server::{MetadataService, MetadataServiceServer};
 use skein_client::proto::produce_service_server::{ProduceService, ProduceServiceServer};
 use skein_client::ErrorCode;
-use skein_storage::batch::{self, control_batch, EntryKind};
+use skein_record::{self as batch, internal_batch, InternalKind};
 use tonic::{Request, Response, Status};
 
 /// Injected misbehaviour of one fake node.
@@ -262,16 +262,11 @@ impl FakeCluster {
         if let Some(log) = s.logs.get(&(topic.to_string(), partition)) {
             for b in &log.batches {
                 let batch = batch::Batch::new(b.clone()).expect("stored batches are valid");
-                let records: Vec<batch::Record> = match batch.header().compression() {
-                    batch::Compression::None => batch
-                        .records()
-                        .expect("uncompressed")
-                        .collect::<Result<_, _>>()
-                        .expect("decodes"),
-                    // The fake does not decompress; tests that compress read back with the
-                    // consumer instead.
-                    _ => Vec::new(),
-                };
+                let records: Vec<batch::Record> = batch
+                    .records()
+                    .expect("decompresses")
+                    .collect::<Result<_, _>>()
+                    .expect("decodes");
                 for r in records {
                     out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
                 }
@@ -290,7 +285,7 @@ impl FakeCluster {
         let header = batch::validate(&unstamped).expect("valid batch");
         let base = log.next_offset;
         let mut m = BytesMut::from(&unstamped[..]);
-        batch::stamp(&mut m, base, 1, log.batches.len() as u64 + 1).expect("stamp");
+        batch::stamp(&mut m, base, 1).expect("stamp");
         log.batches.push(m.freeze());
         log.next_offset += u64::from(header.record_count);
         base
@@ -589,7 +584,7 @@ impl ProduceService for FakeNode {
                     .or_default();
                 let base = log.next_offset;
                 let mut m = BytesMut::from(&b[..]);
-                batch::stamp(&mut m, base, 1, log.batches.len() as u64 + 1).expect("stamp");
+                batch::stamp(&mut m, base, 1).expect("stamp");
                 log.batches.push(m.freeze());
                 log.next_offset += u64::from(header.record_count);
                 if header.producer_id >= 0 {
@@ -697,8 +692,8 @@ impl FakeNode {
                     continue;
                 }
                 if faults.blank_batches_in_fetch {
-                    let mut blank = BytesMut::from(&control_batch(EntryKind::Blank, 0, b"")[..]);
-                    batch::stamp(&mut blank, h.base_offset, 2, 0).expect("stamp");
+                    let mut blank = BytesMut::from(&internal_batch(InternalKind::Blank, 0, b"")[..]);
+                    batch::stamp(&mut blank, h.base_offset, 2).expect("stamp");
                     records.extend_from_slice(&blank);
                 }
                 records.extend_from_slice(b);
