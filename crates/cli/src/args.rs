@@ -198,7 +198,7 @@ pub struct ProduceArgs {
     /// appended it.
     #[arg(long, default_value = "all", value_parser = parse_acks)]
     pub acks: Acks,
-    /// Batch compression: none, lz4 or zstd.
+    /// Batch compression (Kafka's codecs): none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none", value_parser = parse_compression)]
     pub compression: Compression,
     /// Write every record to this partition instead of choosing by key.

@@ -320,24 +320,20 @@ impl NodeError {
 
 fn storage_code(e: &StorageError) -> ErrorCode {
     match e {
-        StorageError::BatchTooShort { .. }
-        | StorageError::LengthMismatch { .. }
-        | StorageError::BadMagic { .. }
-        | StorageError::CrcMismatch { .. }
-        | StorageError::InvalidBatch { .. }
-        | StorageError::InvalidRecord { .. }
-        | StorageError::UnsupportedCompression { .. } => ErrorCode::CorruptBatch,
+        StorageError::Record(_) => ErrorCode::CorruptBatch,
         StorageError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
         StorageError::OffsetOutOfRange { .. } | StorageError::IndexOutOfRange { .. } => {
             ErrorCode::OffsetOutOfRange
         }
-        StorageError::NonContiguousIndex { .. } | StorageError::TermRegression { .. } => {
-            ErrorCode::Internal
-        }
+        StorageError::NonContiguousIndex { .. }
+        | StorageError::TermRegression { .. }
+        | StorageError::TermTooLarge { .. } => ErrorCode::Internal,
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }
         | StorageError::CorruptBatch { .. }
-        | StorageError::SegmentGap { .. } => ErrorCode::StorageFailed,
+        | StorageError::SegmentGap { .. }
+        | StorageError::LostBaseIndex { .. }
+        | StorageError::FormatMismatch { .. } => ErrorCode::StorageFailed,
         StorageError::InvalidConfig(_) => ErrorCode::InvalidConfig,
     }
 }
@@ -355,6 +351,13 @@ fn raft_code(e: &skein_raft::Error) -> ErrorCode {
         R::Io { .. } => ErrorCode::StorageFailed,
         R::Raft { .. } | R::GroupExists(_) | R::Decode { .. } => ErrorCode::Internal,
         R::InvalidConfig(_) => ErrorCode::InvalidConfig,
+    }
+}
+
+impl From<skein_record::RecordError> for NodeError {
+    /// A batch that fails to parse or validate is bad input, whichever layer found it.
+    fn from(e: skein_record::RecordError) -> Self {
+        NodeError::Storage(StorageError::Record(e))
     }
 }
 
@@ -399,10 +402,12 @@ mod tests {
         });
         assert_eq!(e.code(), ErrorCode::OffsetOutOfRange);
         assert_eq!(e.to_status().code(), tonic::Code::OutOfRange);
-        let e = NodeError::from(StorageError::CrcMismatch {
-            stored: 1,
-            computed: 2,
-        });
+        let e = NodeError::from(StorageError::Record(
+            skein_record::RecordError::CrcMismatch {
+                stored: 1,
+                computed: 2,
+            },
+        ));
         assert_eq!(e.to_proto().code, ErrorCode::CorruptBatch as i32);
     }
 }

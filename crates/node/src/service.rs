@@ -11,7 +11,7 @@ use futures_util::future::{join_all, select_all};
 use futures_util::{FutureExt, Stream};
 use skein_proto::v1 as pb;
 use skein_raft::{MetaCommand, MetaOutcome, PartitionGroup};
-use skein_storage::batch::BatchHeader;
+use skein_record::BatchHeader;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 

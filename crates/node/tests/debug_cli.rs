@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use skein_storage::batch::BatchBuilder;
+use skein_record::BatchBuilder;
 use skein_storage::{LogConfig, PartitionLog};
 
 fn skein_node() -> Command {

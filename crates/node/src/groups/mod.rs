@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use skein_raft::MetaCommand;
-use skein_storage::batch::{BatchBuilder, BatchIter};
+use skein_record::{BatchBuilder, BatchIter};
 
 use crate::broker::{Broker, LocalReplica, Route};
 use crate::error::{NodeError, Result};
