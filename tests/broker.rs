@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use skein_proto::v1 as pb;
-use skein_storage::batch::{BatchBuilder, BatchIter, ProducerStamp};
+use skein_record::{BatchBuilder, BatchIter, ProducerStamp};
 use skein_tests::{create_topic, http_get, TestCluster};
 
 fn batch(values: &[String], ts: i64) -> Bytes {

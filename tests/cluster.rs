@@ -8,7 +8,7 @@ use skein_client::{
     ProducerConfig, ProducerRecord, TopicPartition,
 };
 use skein_proto::v1 as pb;
-use skein_storage::batch::BatchIter;
+use skein_record::BatchIter;
 use skein_tests::process::ProcessCluster;
 use skein_tests::{channel, TestCluster};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use skein_proto::v1 as pb;
-use skein_storage::batch::BatchBuilder;
+use skein_record::BatchBuilder;
 use skein_tests::process::ProcessCluster;
 use skein_tests::{channel, create_topic, TestCluster};
 use tonic::transport::Channel;

@@ -13,7 +13,7 @@ use skein_benches::{
     bench_dir, fill_value, make_batch, standard_batch, XorShift, BASE_TIMESTAMP_MS,
     RECORDS_PER_BATCH, RECORD_VALUE_BYTES,
 };
-use skein_storage::batch::{self, Batch, BatchBuilder};
+use skein_record::{self as batch, Batch, BatchBuilder};
 use skein_storage::{FlushPolicy, LogConfig, PartitionLog};
 
 fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
@@ -53,7 +53,7 @@ fn encode(c: &mut Criterion) {
 
     // What a consumer runs: CRC check (Batch::new) and decoding every record.
     let mut stamped = BytesMut::from(&batch[..]);
-    batch::stamp(&mut stamped, 1_000_000, 1, 1).expect("batch is longer than its header");
+    batch::stamp(&mut stamped, 1_000_000, 1).expect("batch is longer than its header");
     let stamped: Bytes = stamped.freeze();
     let decoded = Batch::new(stamped.clone()).expect("valid batch");
     group.throughput(Throughput::Elements(RECORDS_PER_BATCH as u64));

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use skein_storage::batch::BatchBuilder;
+use skein_record::BatchBuilder;
 
 /// Bytes of each record's value in the standard benchmark batch.
 pub const RECORD_VALUE_BYTES: usize = 100;
@@ -85,7 +85,7 @@ impl XorShift {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skein_storage::batch;
+    use skein_record as batch;
 
     #[test]
     fn standard_batch_is_valid() {

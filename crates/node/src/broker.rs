@@ -101,6 +101,8 @@ impl Broker {
                 config.data_dir.display()
             ))
         })?;
+        // A directory of another on-disk format is refused, never misread.
+        skein_storage::format::check_data_dir(&config.data_dir)?;
         let raft_config = skein_raft::RaftConfig {
             election_timeout_min_ms: config.raft.election_timeout_min.as_millis() as u64,
             election_timeout_max_ms: config.raft.election_timeout_max.as_millis() as u64,

@@ -342,7 +342,7 @@ fn raft_code(e: &skein_raft::Error) -> ErrorCode {
     use skein_raft::Error as R;
     match e {
         R::Storage(s) | R::InvalidBatch(s) => storage_code(s),
-        R::NotDataBatch { .. } => ErrorCode::InvalidRequest,
+        R::NotDataBatch { .. } | R::TransactionalBatch => ErrorCode::InvalidRequest,
         R::NotLeader { .. } => ErrorCode::NotLeader,
         R::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
         R::ProducerFenced { .. } => ErrorCode::ProducerFenced,

@@ -27,6 +27,11 @@ pub enum Error {
         kind: skein_record::EntryKind,
     },
 
+    /// A transactional batch: Skein has no transactions yet (no transaction markers, no last
+    /// stable offset), so it refuses them rather than expose uncommitted transactions.
+    #[error("transactional batches are not supported yet; produce without a transactional.id")]
+    TransactionalBatch,
+
     /// This replica is not the group's leader; retry on `leader` when it is known.
     #[error("group {group} is not led by node {node}; the leader is {leader:?}")]
     NotLeader {

@@ -230,6 +230,9 @@ impl PartitionGroup {
         if h.kind != EntryKind::Data {
             return Err(Error::NotDataBatch { kind: h.kind });
         }
+        if h.is_transactional() {
+            return Err(Error::TransactionalBatch);
+        }
         if h.producer_id < 0 {
             return self.write(RecordBatch(batch)).await;
         }

@@ -29,7 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use skein_node::config::{NodeConfig, Overrides, RaftTiming};
-use skein_storage::batch::HEADER_LEN;
+use skein_record::HEADER_LEN;
 use skein_storage::inspect::{dump_segment, BatchSummary};
 
 use crate::net::{command_line, Net};
@@ -753,6 +753,9 @@ pub fn tear_tail(log_dir: &Path) -> anyhow::Result<String> {
         )
     })?;
     let h = last.header;
+    let raft_index = last
+        .raft_index
+        .map_or_else(|| "?".to_owned(), |i| i.to_string());
     let len = u64::from(h.batch_len);
     let cut = last.position + len / 2;
     let end = last.position + len;
@@ -769,10 +772,10 @@ pub fn tear_tail(log_dir: &Path) -> anyhow::Result<String> {
         last.position,
         h.base_offset,
         h.next_offset(),
-        h.raft_index,
-        h.raft_term,
+        raft_index,
+        h.leader_epoch,
         h.base_offset,
-        h.raft_index
+        raft_index
     ))
 }
 
@@ -840,7 +843,7 @@ pub fn flip_bit_in_sealed(log_dir: &Path, seed: u64) -> anyhow::Result<Option<St
             b.position,
             b.header.base_offset,
             b.header.next_offset(),
-            b.header.raft_index
+            b.raft_index.map_or_else(|| "?".to_owned(), |i| i.to_string())
         )));
     }
     Ok(None)
@@ -849,7 +852,7 @@ pub fn flip_bit_in_sealed(log_dir: &Path, seed: u64) -> anyhow::Result<Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skein_storage::batch::BatchBuilder;
+    use skein_record::BatchBuilder;
     use skein_storage::{FlushPolicy, LogConfig, PartitionLog, StorageError};
 
     fn now_ms() -> i64 {

@@ -14,7 +14,7 @@ use skein_client::{
     Admin, Client, ClientConfig, Compression, GroupConsumer, GroupConsumerConfig, NewTopic,
     OffsetReset, Producer, ProducerConfig, ProducerRecord,
 };
-use skein_storage::batch::{BatchIter, EntryKind};
+use skein_record::{BatchIter, EntryKind};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
