@@ -37,7 +37,9 @@ mod tests {
     fn every_codec_round_trips_and_shrinks_repetitive_data() {
         let mut data = Vec::new();
         for i in 0..2000u32 {
-            data.extend_from_slice(format!("record number {i} with some repeated text;").as_bytes());
+            data.extend_from_slice(
+                format!("record number {i} with some repeated text;").as_bytes(),
+            );
         }
         for codec in [
             Compression::Gzip,
@@ -47,8 +49,8 @@ mod tests {
         ] {
             let c = compress(codec, &data).expect("compresses");
             assert!(c.len() < data.len() / 2, "{codec}: {} bytes", c.len());
-            let back = skein_record::decompress(to_batch_codec(codec), &c, 1 << 20)
-                .expect("decompresses");
+            let back =
+                skein_record::decompress(to_batch_codec(codec), &c, 1 << 20).expect("decompresses");
             assert_eq!(back, data);
         }
     }

@@ -36,7 +36,8 @@ pub fn dump_segment(path: &Path) -> anyhow::Result<(String, bool)> {
             h.base_offset,
             h.record_count,
             h.leader_epoch,
-            b.raft_index.map_or_else(|| "?".to_owned(), |i| i.to_string()),
+            b.raft_index
+                .map_or_else(|| "?".to_owned(), |i| i.to_string()),
             format!("{:?}", h.kind).to_lowercase(),
             h.batch_len,
             h.first_timestamp,

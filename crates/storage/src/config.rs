@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use skein_record::HEADER_LEN;
 use crate::error::{Result, StorageError};
+use skein_record::HEADER_LEN;
 
 /// When appended bytes are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,7 +113,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(FORMAT_MARKER), "skein-format 3\n").expect("write");
         let msg = check_data_dir(dir.path()).expect_err("v3").to_string();
-        assert!(msg.contains("format 3") && msg.contains("format 2"), "{msg}");
+        assert!(
+            msg.contains("format 3") && msg.contains("format 2"),
+            "{msg}"
+        );
         std::fs::write(dir.path().join(FORMAT_MARKER), "garbage").expect("write");
         assert!(check_data_dir(dir.path()).is_err());
     }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use skein_record::{self as batch, BatchHeader, HEADER_LEN};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::mmap;
 use crate::segment;
+use skein_record::{self as batch, BatchHeader, HEADER_LEN};
 
 /// One batch found in a segment file.
 #[derive(Debug, Clone)]

@@ -8,10 +8,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use skein_record::{self as batch, Batch};
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
 use crate::segment::{self, AppendInfo, Segment};
+use skein_record::{self as batch, Batch};
 
 /// A wall clock in ms since the Unix epoch; replaceable for tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use skein_record::{self as batch, Batch, BatchHeader, EntryKind, HEADER_LEN};
 use crate::error::{Result, StorageError};
 use crate::index::{IndexDamage, IndexEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::mmap;
+use skein_record::{self as batch, Batch, BatchHeader, EntryKind, HEADER_LEN};
 
 /// Width of the zero-padded base offset in file names.
 const NAME_WIDTH: usize = 20;

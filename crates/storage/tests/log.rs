@@ -116,11 +116,18 @@ fn offsets_are_dense_across_segment_rolls_and_reopen() {
     assert_eq!(entries.len(), 200);
     for (i, e) in entries.iter().enumerate() {
         let term = log.term_at(i as u64).expect("term");
-        assert_eq!(i64::from(e.header().leader_epoch), term as i64, "the term is the epoch");
+        assert_eq!(
+            i64::from(e.header().leader_epoch),
+            term as i64,
+            "the term is the epoch"
+        );
     }
     // Batches do not carry their Raft index; the log knows it across segments.
     let from_57 = log.entries(57, 58, u64::MAX).expect("entry 57");
-    assert_eq!(from_57[0].header().base_offset, entries[57].header().base_offset);
+    assert_eq!(
+        from_57[0].header().base_offset,
+        entries[57].header().base_offset
+    );
     // A small byte budget still returns at least one entry.
     assert_eq!(log.entries(57, 200, 1).expect("entries").len(), 1);
 }
@@ -206,8 +213,12 @@ fn bad_input_is_rejected_and_changes_nothing() {
 fn raft_entries_of_other_kinds_take_no_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
-    log.append_entry(&batch::internal_batch(InternalKind::Membership, 1, b"m"), 1, 0)
-        .expect("membership");
+    log.append_entry(
+        &batch::internal_batch(InternalKind::Membership, 1, b"m"),
+        1,
+        0,
+    )
+    .expect("membership");
     log.append_entry(&batch_of(2, 5, 1), 1, 1).expect("data");
     log.append_entry(&batch::internal_batch(InternalKind::Blank, 2, b""), 2, 2)
         .expect("blank");
@@ -255,7 +266,8 @@ fn the_base_index_lives_in_the_index_header() {
         let mut log = PartitionLog::open(dir.path(), small_config()).expect("open");
         log.reset(0, 40).expect("start at raft index 40");
         for i in 0..60 {
-            log.append_entry(&batch_of(5, 200, 1), 1, 40 + i).expect("append");
+            log.append_entry(&batch_of(5, 200, 1), 1, 40 + i)
+                .expect("append");
         }
         log.flush().expect("flush");
         assert!(log.segment_count() > 2);
@@ -865,8 +877,12 @@ fn segments_roll_by_age_but_never_empty() {
         "the old segment with a record rolled"
     );
     now.fetch_add(61_000, Ordering::SeqCst);
-    log.append_entry(&batch::internal_batch(InternalKind::Blank, 0, b""), 1, idx + 1)
-        .expect("blank");
+    log.append_entry(
+        &batch::internal_batch(InternalKind::Blank, 0, b""),
+        1,
+        idx + 1,
+    )
+    .expect("blank");
     assert_eq!(
         log.segment_count(),
         3,

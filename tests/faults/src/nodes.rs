@@ -843,7 +843,8 @@ pub fn flip_bit_in_sealed(log_dir: &Path, seed: u64) -> anyhow::Result<Option<St
             b.position,
             b.header.base_offset,
             b.header.next_offset(),
-            b.raft_index.map_or_else(|| "?".to_owned(), |i| i.to_string())
+            b.raft_index
+                .map_or_else(|| "?".to_owned(), |i| i.to_string())
         )));
     }
     Ok(None)

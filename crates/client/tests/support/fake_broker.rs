@@ -692,7 +692,8 @@ impl FakeNode {
                     continue;
                 }
                 if faults.blank_batches_in_fetch {
-                    let mut blank = BytesMut::from(&internal_batch(InternalKind::Blank, 0, b"")[..]);
+                    let mut blank =
+                        BytesMut::from(&internal_batch(InternalKind::Blank, 0, b"")[..]);
                     batch::stamp(&mut blank, h.base_offset, 2).expect("stamp");
                     records.extend_from_slice(&blank);
                 }
