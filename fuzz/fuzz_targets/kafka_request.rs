@@ -1,6 +1,9 @@
 //! Feeds arbitrary bytes through the Kafka listener's framing and request decoding: the frame
-//! splitter (size prefix checked before allocation) and then header + body decoding, exactly as
-//! a connection runs them. Neither may panic, whatever the bytes.
+//! splitter (size prefix checked before allocation), then `decode_request`, exactly as a
+//! connection runs them: the version check, the length guard (`skein_kafka::guard`, which walks
+//! header and body against the API's schema so that no array count or length the frame cannot
+//! back reaches kafka-protocol), then kafka-protocol's header and body decoders. None may panic
+//! or abort, whatever the bytes.
 #![no_main]
 
 use bytes::BytesMut;

@@ -54,6 +54,17 @@ pub enum KafkaError {
         /// Highest version handled.
         max: i16,
     },
+    /// A length or count in the request header or body is not backed by the bytes of the frame
+    /// (or the request is otherwise malformed); found by [`crate::guard`] before decoding.
+    #[error("refused api key {api_key} version {version} request before decoding: {error}")]
+    Unbacked {
+        /// The api key as sent.
+        api_key: i16,
+        /// The version as sent.
+        version: i16,
+        /// What the guard found, and where.
+        error: crate::guard::GuardError,
+    },
     /// The request header or body does not decode.
     #[error("malformed api key {api_key} version {version} request: {reason}")]
     Decode {

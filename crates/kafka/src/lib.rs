@@ -1,10 +1,10 @@
 //! The Kafka wire protocol for Skein, so that existing Kafka clients (librdkafka/kcat,
 //! confluent-kafka, kafka-python, kafkajs, Java) work unchanged.
 //!
-//! The crate is framing ([`frame`]), the version table ([`versions`]), request decoding
-//! ([`request`]), error-code mapping ([`error`]), request handlers and the connection loop
-//! ([`serve`]). It reaches the broker only through the [`Backend`] trait, which `skein-node`
-//! implements over its transport-neutral broker core.
+//! The crate is framing ([`frame`]), the version table ([`versions`]), the length guard
+//! ([`guard`]), request decoding ([`request`]), error-code mapping ([`error`]), request handlers
+//! and the connection loop ([`serve`]). It reaches the broker only through the [`Backend`] trait,
+//! which `skein-node` implements over its transport-neutral broker core.
 //!
 //! Architecture invariant: this crate never depends on tonic, skein-proto, openraft, skein-raft,
 //! skein-storage or skein-node. Record bytes are carried opaquely: Skein stores Kafka's
@@ -18,17 +18,20 @@
 //! | Fetch | 4–12 | no topic ids (v13+); no fetch sessions (session id 0) |
 //! | ListOffsets | 1–6 | earliest, latest, by timestamp |
 //! | Metadata | 0–12 | topic ids left zero; never auto-creates |
-//! | OffsetCommit / OffsetFetch | 2–8 / 1–8 | OffsetFetch v8 batches groups |
-//! | FindCoordinator | 0–4 | v4 batches keys; groups only |
-//! | JoinGroup, SyncGroup, Heartbeat, LeaveGroup | 0–9, 0–5, 0–4, 0–5 | classic protocol |
-//! | ListGroups, DescribeGroups, DeleteGroups | 0–4, 0–5, 0–2 | |
 //! | ApiVersions | 0–4 | any other version: a v0 body with UNSUPPORTED_VERSION and the table |
 //! | CreateTopics, DeleteTopics, DescribeConfigs | 2–6, 1–5, 1–4 | |
 //! | InitProducerId, OffsetForLeaderEpoch | 0–4, 2–4 | idempotence only, no transactions |
 //!
+//! Group and committed-offset APIs have handlers but are not in the table (not advertised, a
+//! request closes the connection) until the node implements them: see [`versions`].
+//!
 //! # Invariants
 //! - A frame's size prefix is checked against [`KafkaConfig::frame_bytes_max`] before any buffer
 //!   for it is reserved.
+//! - No request reaches kafka-protocol's decoders before [`guard::check_request`] has walked its
+//!   header and body against the API's schema and found every array count, string, bytes and
+//!   tagged-field length backed by bytes of the frame (kafka-protocol 0.18 reserves arrays from
+//!   the wire count, and a failed reservation aborts the process).
 //! - Responses are written in request order on each connection. Reads may run side by side (up to
 //!   [`KafkaConfig::in_flight_max`]); a write (produce, commit, group membership, topic change)
 //!   runs alone, after every earlier request and before every later one.
@@ -41,6 +44,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod guard;
 mod handlers;
 pub mod request;
 mod server;

@@ -1,5 +1,6 @@
-//! Request decoding: header, version check against the table, body. Pure (no I/O), so that the
-//! fuzz target drives exactly what the listener runs.
+//! Request decoding: version check against the table, the length guard ([`crate::guard`]) over
+//! header and body, then kafka-protocol's decoders for the header and the body. Pure (no I/O), so
+//! that the fuzz target drives exactly what the listener runs.
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -13,8 +14,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::Decodable;
 
 use crate::config::REQUEST_BYTES_MIN;
-use crate::versions;
 use crate::KafkaError;
+use crate::{guard, versions};
 
 /// A decoded request: who sent it, which API and version, and the body.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +97,13 @@ pub fn decode_request(mut frame: Bytes) -> Result<DecodedRequest, KafkaError> {
             max,
         });
     }
+    // kafka-protocol reserves arrays from their wire counts before decoding an element, so no
+    // byte reaches its decoder before every length and count has been checked against the frame.
+    guard::check_request(&frame, api_key, version).map_err(|error| KafkaError::Unbacked {
+        api_key: api_key_raw,
+        version,
+        error,
+    })?;
     let malformed = |reason: String| KafkaError::Decode {
         api_key: api_key_raw,
         version,
@@ -189,7 +197,7 @@ mod tests {
         let cut = header(ApiKey::Metadata, 1).freeze();
         assert!(matches!(
             decode_request(cut),
-            Err(KafkaError::Decode { .. })
+            Err(KafkaError::Unbacked { .. })
         ));
     }
 
@@ -222,13 +230,28 @@ mod tests {
         );
     }
 
-    /// kafka-protocol 0.18 pre-allocates arrays from the wire count, so this aborts the process
-    /// (upstream kafka-protocol-rs PRs #152, #161, #200). Run it once a fixed version is patched in.
+    /// kafka-protocol 0.18 pre-allocates arrays from the wire count (upstream kafka-protocol-rs
+    /// PRs #152, #161, #200), so without the guard this aborts the process.
     #[test]
-    #[ignore = "aborts: kafka-protocol 0.18 trusts array counts (needs the upstream fix)"]
     fn huge_array_count_does_not_abort() {
         let mut b = header(ApiKey::Metadata, 1);
         b.put_i32(i32::MAX);
-        assert!(decode_request(b.freeze()).is_err());
+        let err = decode_request(b.freeze()).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                KafkaError::Unbacked {
+                    api_key: 3,
+                    version: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "refused api key 3 version 1 request before decoding: Topics at byte 10: array of \
+             2147483647 elements needs at least 2147483647 x 2 bytes, 0 left"
+        );
     }
 }
