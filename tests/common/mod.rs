@@ -29,6 +29,11 @@ impl TestNode {
         self.config.client_addr
     }
 
+    /// The Kafka listener's address.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.config.kafka_addr
+    }
+
     /// Stops the node gracefully and waits for it.
     pub async fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
@@ -101,6 +106,12 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes and waits until every one is ready.
     pub async fn start(n: u64) -> TestCluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Starts `n` nodes whose configurations `adjust` changes, and waits until every one is
+    /// ready.
+    pub async fn start_with(n: u64, adjust: impl Fn(&mut NodeConfig)) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut bound = Vec::new();
         for _ in 0..n {
@@ -115,7 +126,10 @@ impl TestCluster {
         let mut nodes = Vec::new();
         for (i, l) in bound.into_iter().enumerate() {
             let (client, peer, http) = l.addrs().expect("addrs");
+            let kafka = l.kafka_addr().expect("kafka addr");
             let mut config = NodeConfig {
+                kafka_addr: kafka,
+                advertised_kafka_addr: kafka.to_string(),
                 node_id: i as u64 + 1,
                 data_dir: dir.path().join(format!("node{}", i + 1)),
                 client_addr: client,
@@ -128,6 +142,7 @@ impl TestCluster {
             config.raft.election_timeout_min = Duration::from_millis(150);
             config.raft.election_timeout_max = Duration::from_millis(300);
             config.raft.heartbeat_interval = Duration::from_millis(50);
+            adjust(&mut config);
             config.validate().expect("valid test config");
             let (tx, rx) = oneshot::channel();
             let task = tokio::spawn(skein_node::run(l, config.clone(), async move {

@@ -93,6 +93,9 @@ impl ProcessCluster {
             .arg(n.peer.to_string())
             .arg("--http-addr")
             .arg(n.http.to_string())
+            // A free port of the kernel's choice, advertised as bound.
+            .arg("--kafka-addr")
+            .arg("127.0.0.1:0")
             .arg("--peers")
             .arg(&self.peers)
             .env("SKEIN_RAFT_ELECTION_TIMEOUT_MIN", "150ms")

@@ -28,7 +28,10 @@ impl Node {
         let brokers = rt.block_on(async move {
             let l = Listeners::bind_ephemeral().await.expect("bind");
             let (client, peer, http) = l.addrs().expect("addrs");
+            let kafka = l.kafka_addr().expect("kafka addr");
             let config = NodeConfig {
+                kafka_addr: kafka,
+                advertised_kafka_addr: kafka.to_string(),
                 data_dir: data,
                 client_addr: client,
                 peer_addr: peer,

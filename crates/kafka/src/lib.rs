@@ -18,12 +18,16 @@
 //! | Fetch | 4–12 | no topic ids (v13+); no fetch sessions (session id 0) |
 //! | ListOffsets | 1–6 | earliest, latest, by timestamp |
 //! | Metadata | 0–12 | topic ids left zero; never auto-creates |
+//! | OffsetCommit / OffsetFetch | 2–8 / 1–8 | OffsetFetch v8 batches groups |
+//! | FindCoordinator | 0–4 | v4 batches keys; groups only |
+//! | ListGroups, DescribeGroups, DeleteGroups | 0–4, 0–5, 0–2 | |
 //! | ApiVersions | 0–4 | any other version: a v0 body with UNSUPPORTED_VERSION and the table |
 //! | CreateTopics, DeleteTopics, DescribeConfigs | 2–6, 1–5, 1–4 | |
 //! | InitProducerId, OffsetForLeaderEpoch | 0–4, 2–4 | idempotence only, no transactions |
 //!
-//! Group and committed-offset APIs have handlers but are not in the table (not advertised, a
-//! request closes the connection) until the node implements them: see [`versions`].
+//! JoinGroup, SyncGroup, Heartbeat and LeaveGroup (classic membership) have handlers but are not
+//! in the table (not advertised; a request closes the connection) until the node implements
+//! them: see [`versions`].
 //!
 //! # Invariants
 //! - A frame's size prefix is checked against [`KafkaConfig::frame_bytes_max`] before any buffer

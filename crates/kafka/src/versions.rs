@@ -11,13 +11,13 @@
 //!   v0..=2 are never sent by a client that supports v3. Kafka 4.0 does the same (KAFKA-18659).
 //!   A v0..=2 Produce request closes the connection, like an unsupported version of any API.
 //! - zstd needs Produce v7 and Fetch v10 in librdkafka; both are inside the ranges.
-//! - Group and committed-offset APIs (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
-//!   LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups) are not in
-//!   the table yet: their handlers exist, but Skein's node does not implement them over Kafka
-//!   (classic client-side assignment is the next piece of work). Only what is fully implemented
-//!   is advertised. When they come back, start the group APIs at v0: librdkafka's "broker
-//!   balanced consumer" feature check looks for JoinGroup, SyncGroup, Heartbeat, LeaveGroup and
-//!   FindCoordinator v0.
+//! - Kafka's classic group membership (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) is not in
+//!   the table: the handlers exist, but Skein's node does not implement client-side assignment
+//!   yet (the next piece of work), and only what is fully implemented is advertised. Without
+//!   them librdkafka reports no "broker balanced consumer" feature, so `subscribe()` is refused
+//!   while `assign()` consumers, standalone commits (generation -1, empty member id) and the
+//!   group admin APIs work. When they come back, start them at v0: that feature check looks for
+//!   JoinGroup, SyncGroup, Heartbeat, LeaveGroup and FindCoordinator v0.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -54,12 +54,20 @@ pub const SUPPORTED: &[ApiRange] = &[
     row(ApiKey::Fetch, 4, 12),
     row(ApiKey::ListOffsets, 1, 6),
     row(ApiKey::Metadata, 0, 12),
+    row(ApiKey::OffsetCommit, 2, 8),
+    row(ApiKey::OffsetFetch, 1, 8),
+    row(ApiKey::FindCoordinator, 0, 4),
+    // JoinGroup (11), Heartbeat (12), LeaveGroup (13) and SyncGroup (14): not advertised, see
+    // the module docs.
+    row(ApiKey::DescribeGroups, 0, 5),
+    row(ApiKey::ListGroups, 0, 4),
     row(ApiKey::ApiVersions, 0, 4),
     row(ApiKey::CreateTopics, 2, 6),
     row(ApiKey::DeleteTopics, 1, 5),
     row(ApiKey::InitProducerId, 0, 4),
     row(ApiKey::OffsetForLeaderEpoch, 2, 4),
     row(ApiKey::DescribeConfigs, 1, 4),
+    row(ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The row for `key`, if this listener implements the API.
@@ -101,5 +109,20 @@ mod tests {
             "zstd needs Fetch v10"
         );
         assert!(lookup(ApiKey::SaslHandshake).is_none());
+    }
+
+    #[test]
+    fn classic_group_membership_is_not_advertised() {
+        for key in [
+            ApiKey::JoinGroup,
+            ApiKey::SyncGroup,
+            ApiKey::Heartbeat,
+            ApiKey::LeaveGroup,
+        ] {
+            assert!(
+                lookup(key).is_none(),
+                "{key:?} is not implemented by the node"
+            );
+        }
     }
 }

@@ -430,6 +430,7 @@ impl Broker {
                 .cloned()
                 .unwrap_or_else(|| self.config.peer_addr.to_string()),
             client_addr: self.config.advertised_client_addr.clone(),
+            kafka_addr: self.config.advertised_kafka_addr.clone(),
         };
         let cmd = MetaCommand::RegisterNode {
             id: self.node_id(),

@@ -7,10 +7,12 @@ use crate::config::{NodeConfig, Overrides, EXAMPLE_TOML};
 use clap::{Parser, Subcommand};
 
 /// The Skein broker. With no arguments it runs a single-node cluster on 127.0.0.1 (client API
-/// 9650, peer 9651, HTTP 9652) with its data in ./skein-data.
+/// 9650, peer 9651, HTTP 9652, Kafka protocol 9092) with its data in ./skein-data.
 ///
 /// Settings come from the `--config` file, then `SKEIN_*` environment variables, then these
-/// flags. `skein-node --print-config` prints a commented file with every setting.
+/// flags. `skein-node --print-config` prints a commented file with every setting, including the
+/// Kafka listener's limits (`[kafka]`: connections_max, in_flight_max, frame_bytes_max,
+/// idle_timeout; e.g. `SKEIN_KAFKA_CONNECTIONS_MAX=500`).
 #[derive(Debug, Parser)]
 #[command(name = "skein-node", version, about, long_about)]
 struct Args {
@@ -43,6 +45,13 @@ struct Args {
     /// (containers) [default: --client-addr].
     #[arg(long, env = "SKEIN_ADVERTISED_CLIENT_ADDR", value_name = "HOST:PORT")]
     advertised_client_addr: Option<String>,
+    /// Listen address of the Kafka protocol listener [default: 127.0.0.1:9092].
+    #[arg(long, env = "SKEIN_KAFKA_ADDR", value_name = "HOST:PORT")]
+    kafka_addr: Option<String>,
+    /// The Kafka address given to Kafka clients in Metadata responses, when --kafka-addr is not
+    /// reachable as-is (containers, 0.0.0.0) [default: --kafka-addr, resolved to an IP].
+    #[arg(long, env = "SKEIN_ADVERTISED_KAFKA_ADDR", value_name = "HOST:PORT")]
+    advertised_kafka_addr: Option<String>,
     /// Print a commented configuration file with every setting and its default, and exit.
     #[arg(long)]
     print_config: bool,
@@ -97,6 +106,8 @@ pub fn main() -> anyhow::Result<ExitCode> {
         peer_addr: args.peer_addr,
         http_addr: args.http_addr,
         advertised_client_addr: args.advertised_client_addr,
+        kafka_addr: args.kafka_addr,
+        advertised_kafka_addr: args.advertised_kafka_addr,
         peers: args.peers,
     };
     let config = NodeConfig::load(&overrides, std::env::vars())?;

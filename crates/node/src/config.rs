@@ -19,7 +19,10 @@ use crate::error::{NodeError, Result};
 pub const EXAMPLE_TOML: &str = include_str!("../skein-node.example.toml");
 
 /// Sections whose keys can be set with `SKEIN_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 3] = ["topic_defaults", "limits", "raft"];
+const SECTIONS: [&str; 4] = ["topic_defaults", "limits", "raft", "kafka"];
+
+/// `SKEIN_*` variables of flags (clap reads them) that look like section variables.
+const FLAG_VARIABLES: [&str; 1] = ["kafka_addr"];
 
 /// The node's settings, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,13 @@ pub struct NodeConfig {
     pub http_addr: SocketAddr,
     /// The client address other nodes and clients should use to reach this node.
     pub advertised_client_addr: String,
+    /// Listen address of the Kafka protocol listener.
+    pub kafka_addr: SocketAddr,
+    /// The Kafka address Kafka clients are told to use for this node (Metadata responses). A
+    /// port of 0 stands for the port the listener was bound to.
+    pub advertised_kafka_addr: String,
+    /// Limits of the Kafka listener (section `[kafka]`).
+    pub kafka: skein_kafka::KafkaConfig,
     /// Every node of the cluster (this one included): node id -> peer address `HOST:PORT`.
     pub peers: BTreeMap<u64, String>,
     /// Defaults for topics created without explicit settings.
@@ -95,6 +105,9 @@ impl Default for NodeConfig {
             peer_addr,
             http_addr: ([127, 0, 0, 1], 9652).into(),
             advertised_client_addr: "127.0.0.1:9650".into(),
+            kafka_addr: ([127, 0, 0, 1], 9092).into(),
+            advertised_kafka_addr: "127.0.0.1:9092".into(),
+            kafka: skein_kafka::KafkaConfig::default(),
             peers: BTreeMap::from([(1, peer_addr.to_string())]),
             topic_defaults: TopicDefaults {
                 partitions: 3,
@@ -135,6 +148,10 @@ pub struct Overrides {
     pub http_addr: Option<String>,
     /// `--advertised-client-addr`.
     pub advertised_client_addr: Option<String>,
+    /// `--kafka-addr`.
+    pub kafka_addr: Option<String>,
+    /// `--advertised-kafka-addr`.
+    pub advertised_kafka_addr: Option<String>,
     /// `--peers 1=HOST:PORT,2=HOST:PORT`.
     pub peers: Option<String>,
 }
@@ -149,6 +166,8 @@ struct FileConfig {
     peer_addr: Option<String>,
     http_addr: Option<String>,
     advertised_client_addr: Option<String>,
+    kafka_addr: Option<String>,
+    advertised_kafka_addr: Option<String>,
     peers: Option<PeersValue>,
     #[serde(default)]
     topic_defaults: FileTopicDefaults,
@@ -156,6 +175,8 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     raft: FileRaft,
+    #[serde(default)]
+    kafka: FileKafka,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +226,15 @@ struct FileLimits {
     fetch_bytes_max: Option<Size>,
     fetch_wait_max: Option<Dur>,
     produce_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKafka {
+    connections_max: Option<usize>,
+    in_flight_max: Option<usize>,
+    frame_bytes_max: Option<Size>,
+    idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,9 +334,17 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<u64, String>> {
 
 fn parse_addr(text: &str, key: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
-    text.to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
+    // An IPv4 address where the name has one (`localhost` may resolve to ::1 first): the
+    // defaults of advertised addresses are taken from these.
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .unwrap_or_default();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
         .ok_or_else(|| {
             invalid(format!(
                 "{key}: `{text}` is not an address to listen on (HOST:PORT)"
@@ -321,6 +359,11 @@ fn overlay_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, Stri
             continue;
         };
         let rest = rest.to_ascii_lowercase();
+        // Top-level settings whose variables start like a section (`SKEIN_KAFKA_ADDR` is the
+        // `--kafka-addr` flag's, not `[kafka] addr`).
+        if FLAG_VARIABLES.contains(&rest.as_str()) {
+            continue;
+        }
         for section in SECTIONS {
             if let Some(key) = rest.strip_prefix(section).and_then(|r| r.strip_prefix('_')) {
                 let value = if let Ok(i) = v.parse::<i64>() {
@@ -365,6 +408,7 @@ impl NodeConfig {
         let client = overrides.client_addr.clone().or(file.client_addr);
         let peer = overrides.peer_addr.clone().or(file.peer_addr);
         let http = overrides.http_addr.clone().or(file.http_addr);
+        let kafka = overrides.kafka_addr.clone().or(file.kafka_addr.clone());
         if let Some(a) = &client {
             c.client_addr = parse_addr(a, "client_addr")?;
         }
@@ -374,6 +418,8 @@ impl NodeConfig {
         if let Some(a) = &http {
             c.http_addr = parse_addr(a, "http_addr")?;
         }
+        let advertised = overrides.advertised_kafka_addr.clone();
+        kafka_addresses(&mut c, kafka, advertised.or(file.advertised_kafka_addr))?;
         if let Some(id) = overrides.node_id.or(file.node_id) {
             c.node_id = id;
         }
@@ -457,6 +503,7 @@ impl NodeConfig {
         if let Some(w) = dur(&l.produce_timeout, "limits.produce_timeout")? {
             c.limits.produce_timeout = w;
         }
+        kafka_settings(&file.kafka, &mut c.kafka)?;
         let r = &file.raft;
         if let Some(v) = dur(&r.election_timeout_min, "raft.election_timeout_min")? {
             c.raft.election_timeout_min = v;
@@ -473,6 +520,7 @@ impl NodeConfig {
 
     /// Checks the settings and the relations between them.
     pub fn validate(&self) -> Result<()> {
+        self.validate_kafka()?;
         if self.node_id == 0 {
             return Err(invalid("node_id must be at least 1"));
         }
@@ -546,6 +594,68 @@ impl NodeConfig {
     }
 }
 
+/// Sets the Kafka listen and advertised addresses. The advertised default is the resolved
+/// listen address, not its text: Kafka clients are told an IP, not `localhost` (which some
+/// resolve to ::1 first).
+fn kafka_addresses(
+    c: &mut NodeConfig,
+    listen: Option<String>,
+    advertised: Option<String>,
+) -> Result<()> {
+    if let Some(a) = &listen {
+        c.kafka_addr = parse_addr(a, "kafka_addr")?;
+    }
+    c.advertised_kafka_addr = advertised.unwrap_or_else(|| c.kafka_addr.to_string());
+    Ok(())
+}
+
+/// Applies the `[kafka]` section onto `k`.
+fn kafka_settings(f: &FileKafka, k: &mut skein_kafka::KafkaConfig) -> Result<()> {
+    if let Some(n) = f.connections_max {
+        k.connections_max = n;
+    }
+    if let Some(n) = f.in_flight_max {
+        k.in_flight_max = n;
+    }
+    if let Some(b) = size(&f.frame_bytes_max, "kafka.frame_bytes_max")? {
+        k.frame_bytes_max =
+            usize::try_from(b).map_err(|_| invalid("kafka.frame_bytes_max is out of range"))?;
+    }
+    if let Some(d) = dur(&f.idle_timeout, "kafka.idle_timeout")? {
+        k.idle_timeout = d;
+    }
+    Ok(())
+}
+
+impl NodeConfig {
+    /// Checks the Kafka listener's settings: its limits, and an advertised address that a
+    /// client can connect to.
+    fn validate_kafka(&self) -> Result<()> {
+        self.kafka.validate().map_err(|e| invalid(e.to_string()))?;
+        let a = &self.advertised_kafka_addr;
+        let Some((host, port)) = a.rsplit_once(':') else {
+            return Err(invalid(format!(
+                "advertised_kafka_addr `{a}` should be HOST:PORT"
+            )));
+        };
+        if port.parse::<u16>().is_err() {
+            return Err(invalid(format!(
+                "advertised_kafka_addr `{a}`: `{port}` is not a port"
+            )));
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err(invalid(format!(
+                "advertised_kafka_addr `{a}` is not an address clients can connect to; set --advertised-kafka-addr when --kafka-addr listens on all interfaces"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Builds a flush policy from its name and parameters.
 pub fn flush_policy(
     name: Option<&str>,
@@ -598,6 +708,12 @@ mod tests {
         assert_eq!(c.client_addr.port(), 9650);
         assert_eq!(c.peer_addr.port(), 9651);
         assert_eq!(c.http_addr.port(), 9652);
+        assert_eq!(c.kafka_addr.port(), 9092);
+        assert_eq!(c.advertised_kafka_addr, "127.0.0.1:9092");
+        assert!(
+            EXAMPLE_TOML.contains("kafka_addr = \"127.0.0.1:9092\"")
+                && EXAMPLE_TOML.contains("[kafka]")
+        );
         assert_eq!(c.data_dir, PathBuf::from("./skein-data"));
         assert_eq!(c.peers, BTreeMap::from([(1, "127.0.0.1:9651".to_string())]));
     }
@@ -705,6 +821,85 @@ connections_max = 10
             &[],
         );
         assert!(e.contains("not a node id"), "{e}");
+    }
+
+    #[test]
+    fn kafka_listener_settings_from_file_env_and_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("skein.toml");
+        std::fs::write(
+            &path,
+            r#"
+kafka_addr = "localhost:19092"
+[kafka]
+connections_max = 7
+in_flight_max = 3
+frame_bytes_max = "1 MiB"
+idle_timeout = "90s"
+"#,
+        )
+        .expect("write");
+        let o = Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        };
+        let c = load(
+            &o,
+            &[
+                ("SKEIN_KAFKA_IN_FLIGHT_MAX", "4"),
+                // The --kafka-addr flag's variable (clap reads it), not `[kafka] addr`.
+                ("SKEIN_KAFKA_ADDR", "127.0.0.1:1"),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(c.kafka_addr, "127.0.0.1:19092".parse().expect("addr"));
+        assert_eq!(
+            c.advertised_kafka_addr, "127.0.0.1:19092",
+            "the advertised default is the resolved IPv4 address, not `localhost`"
+        );
+        assert_eq!(c.kafka.connections_max, 7);
+        assert_eq!(c.kafka.in_flight_max, 4, "env wins over file");
+        assert_eq!(c.kafka.frame_bytes_max, 1 << 20);
+        assert_eq!(c.kafka.idle_timeout, Duration::from_secs(90));
+        let flags = Overrides {
+            kafka_addr: Some("0.0.0.0:9092".into()),
+            advertised_kafka_addr: Some("10.1.2.3:9092".into()),
+            ..Overrides::default()
+        };
+        let c = load(&flags, &[]).expect("loads");
+        assert_eq!(c.kafka_addr.port(), 9092);
+        assert_eq!(c.advertised_kafka_addr, "10.1.2.3:9092");
+    }
+
+    #[test]
+    fn kafka_settings_are_checked() {
+        let e = load(
+            &Overrides {
+                kafka_addr: Some("0.0.0.0:9092".into()),
+                ..Overrides::default()
+            },
+            &[],
+        )
+        .expect_err("an unspecified address cannot be advertised")
+        .to_string();
+        assert!(e.contains("--advertised-kafka-addr"), "{e}");
+        let e = load(
+            &Overrides::default(),
+            &[("SKEIN_KAFKA_CONNECTIONS_MAX", "0")],
+        )
+        .expect_err("zero connections")
+        .to_string();
+        assert!(e.contains("connections_max"), "{e}");
+        let e = load(
+            &Overrides {
+                advertised_kafka_addr: Some("nohost".into()),
+                ..Overrides::default()
+            },
+            &[],
+        )
+        .expect_err("no port")
+        .to_string();
+        assert!(e.contains("HOST:PORT"), "{e}");
     }
 
     #[test]

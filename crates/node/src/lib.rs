@@ -3,7 +3,9 @@
 //! - [`config`]: settings from a commented TOML file, `SKEIN_*` variables and flags;
 //! - [`broker`]: the node's state: Raft registry, metadata group, local replicas, and the tasks
 //!   that keep the replicas in line with the metadata;
-//! - [`service`]: the client gRPC API; [`internal`]: node-to-node control calls;
+//! - [`core`]: the transport-neutral broker core (metadata, topics, produce, fetch, offsets);
+//! - [`service`]: the client gRPC API and [`kafka`]: the Kafka listener's backend, two thin
+//!   front ends over [`core`]; [`internal`]: node-to-node control calls;
 //! - [`server`]: binding, serving and graceful shutdown ([`run`]);
 //! - [`http`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`groups`]: consumer-group coordination and committed offsets;
@@ -15,11 +17,13 @@
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod debug;
 pub mod error;
 pub mod groups;
 pub mod http;
 pub mod internal;
+pub mod kafka;
 pub mod metrics;
 pub mod placement;
 pub mod server;

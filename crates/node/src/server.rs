@@ -12,15 +12,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Server;
+use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::config::NodeConfig;
+use crate::core::BrokerCore;
 use crate::error::{NodeError, Result};
 use crate::http::{self, HttpState};
 use crate::internal::NodeControlApi;
+use crate::kafka::KafkaBackend;
 use crate::service::ClientApi;
 
-/// The node's three bound listeners. Binding before `run` lets tests use port 0.
+/// The node's bound listeners. Binding before `run` lets tests use port 0.
 #[derive(Debug)]
 pub struct Listeners {
     /// Client gRPC API.
@@ -29,6 +32,8 @@ pub struct Listeners {
     pub peer: TcpListener,
     /// HTTP endpoints.
     pub http: TcpListener,
+    /// Kafka protocol.
+    pub kafka: TcpListener,
 }
 
 impl Listeners {
@@ -45,10 +50,11 @@ impl Listeners {
             client: bind(config.client_addr, "client").await?,
             peer: bind(config.peer_addr, "peer").await?,
             http: bind(config.http_addr, "http").await?,
+            kafka: bind(config.kafka_addr, "kafka").await?,
         })
     }
 
-    /// Binds three free ports on 127.0.0.1 (tests).
+    /// Binds four free ports on 127.0.0.1 (tests).
     pub async fn bind_ephemeral() -> Result<Self> {
         let any: SocketAddr = ([127, 0, 0, 1], 0).into();
         let l = |_: ()| async move {
@@ -60,6 +66,7 @@ impl Listeners {
             client: l(()).await?,
             peer: l(()).await?,
             http: l(()).await?,
+            kafka: l(()).await?,
         })
     }
 
@@ -70,6 +77,13 @@ impl Listeners {
                 .map_err(|e| NodeError::Internal(format!("local address: {e}")))
         };
         Ok((a(&self.client)?, a(&self.peer)?, a(&self.http)?))
+    }
+
+    /// The bound address of the Kafka listener.
+    pub fn kafka_addr(&self) -> Result<SocketAddr> {
+        self.kafka
+            .local_addr()
+            .map_err(|e| NodeError::Internal(format!("local address: {e}")))
     }
 }
 
@@ -178,6 +192,34 @@ impl HttpState for HttpView {
     }
 }
 
+/// Serves the Kafka protocol over the broker core until `shutdown` completes, then lets each
+/// connection finish the requests it has read.
+async fn serve_kafka(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: skein_kafka::KafkaConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let span = tracing::info_span!("kafka", node = broker.node_id());
+    let backend = Arc::new(KafkaBackend::new(BrokerCore::new(broker)));
+    let served = skein_kafka::serve(listener, backend, config, shutdown)
+        .instrument(span)
+        .await;
+    // The settings were validated with the node's configuration.
+    if let Err(e) = served {
+        tracing::error!(error = %e, "Kafka listener refused its settings");
+    }
+}
+
+/// `advertised` with a port of 0 replaced by the port the listener was bound to (so that a node
+/// started with `--kafka-addr 127.0.0.1:0` advertises its real port).
+fn advertised_with_port(advertised: &str, bound: SocketAddr) -> String {
+    match advertised.rsplit_once(':') {
+        Some((host, "0")) => format!("{host}:{}", bound.port()),
+        _ => advertised.to_owned(),
+    }
+}
+
 /// Installs the `tracing` subscriber (`RUST_LOG` filters; default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -221,7 +263,11 @@ pub async fn run(
     let span = tracing::info_span!("node", node = config.node_id);
     let _enter = span.enter();
     let (client_addr, peer_addr, http_addr) = listeners.addrs()?;
+    let kafka_addr = listeners.kafka_addr()?;
+    let mut config = config;
+    config.advertised_kafka_addr = advertised_with_port(&config.advertised_kafka_addr, kafka_addr);
     let limits = config.limits.clone();
+    let kafka_config = config.kafka.clone();
     let broker = Broker::open(config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -272,6 +318,12 @@ pub async fn run(
             stopped(stop_rx.clone()),
         );
     let client_task = tokio::spawn(client_server);
+    let kafka_task = tokio::spawn(serve_kafka(
+        listeners.kafka,
+        broker.clone(),
+        kafka_config,
+        stopped(stop_rx.clone()),
+    ));
     let http_task = tokio::spawn(http::serve(
         listeners.http,
         Arc::new(HttpView(broker.clone())),
@@ -287,14 +339,17 @@ pub async fn run(
             tracing::error!(error = %e, "joining the cluster failed");
         }
     });
-    tracing::info!(%client_addr, %peer_addr, %http_addr, data_dir = %broker.config.data_dir.display(), "skein-node started");
+    tracing::info!(%client_addr, %peer_addr, %http_addr, %kafka_addr, advertised_kafka_addr = %broker.config.advertised_kafka_addr, data_dir = %broker.config.data_dir.display(), "skein-node started");
 
     shutdown.await;
     broker
         .stopping
         .store(true, std::sync::atomic::Ordering::Release);
     let _ = stop_tx.send(true);
-    let (c, p, h) = tokio::join!(client_task, peer_task, http_task);
+    let (c, p, h, k) = tokio::join!(client_task, peer_task, http_task, kafka_task);
+    if let Err(e) = k {
+        tracing::warn!(error = %e, "Kafka listener task failed");
+    }
     for (what, r) in [
         ("client API", c.map(|r| r.map_err(|e| e.to_string()))),
         ("peer API", p.map(|r| r.map_err(|e| e.to_string()))),
@@ -311,4 +366,23 @@ pub async fn run(
     broker.shutdown().await?;
     tracing::info!("skein-node stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_advertised_port_of_zero_is_the_bound_port() {
+        let bound: SocketAddr = ([127, 0, 0, 1], 41234).into();
+        assert_eq!(
+            advertised_with_port("127.0.0.1:0", bound),
+            "127.0.0.1:41234"
+        );
+        assert_eq!(advertised_with_port("10.0.0.5:0", bound), "10.0.0.5:41234");
+        assert_eq!(
+            advertised_with_port("10.0.0.5:9092", bound),
+            "10.0.0.5:9092"
+        );
+    }
 }

@@ -21,6 +21,10 @@ pub struct NodeInfo {
     pub peer_addr: String,
     /// Client API address.
     pub client_addr: String,
+    /// Advertised Kafka listener address (`HOST:PORT`); empty when the node has no Kafka
+    /// listener.
+    #[serde(default)]
+    pub kafka_addr: String,
 }
 
 /// Where one partition lives.

@@ -594,6 +594,8 @@ fn effective_config(
         peer_addr: Some(spec.peer_addr().to_string()),
         http_addr: Some(spec.http_addr().to_string()),
         advertised_client_addr: None,
+        kafka_addr: None,
+        advertised_kafka_addr: None,
         peers: Some(peers.to_owned()),
     };
     NodeConfig::load(&overrides, extra_env.iter().cloned())

@@ -136,6 +136,9 @@ impl LocalCluster {
                 .arg(node.peer.to_string())
                 .arg("--http-addr")
                 .arg(node.http.to_string())
+                // Several nodes on one host: a free Kafka port each, advertised as bound.
+                .arg("--kafka-addr")
+                .arg("127.0.0.1:0")
                 .arg("--peers")
                 .arg(&peers)
                 .env(

@@ -5,17 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skein_proto::v1 as pb;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::assign::{Strategy, Tp};
 use super::state::{Committed, Group, Member, OffsetKey, OffsetValue, Phase};
-use super::{now_ms, offsets_partition, Led, OFFSETS_PARTITIONS};
+use super::{now_ms, Led};
 use crate::broker::Broker;
+use crate::core::groups::{Committer, OffsetToCommit, LOCAL_ONLY};
+use crate::core::BrokerCore;
 use crate::error::{NodeError, Result};
-
-/// Request metadata marking a forwarded ListGroups (answer from local partitions only).
-const LOCAL_ONLY: &str = "skein-local-only";
 
 /// Allowed session timeouts.
 const SESSION_TIMEOUT_MIN: Duration = Duration::from_secs(1);
@@ -61,12 +59,16 @@ fn err(e: NodeError) -> Option<pb::Error> {
 #[derive(Debug, Clone)]
 pub struct GroupApi {
     broker: Arc<Broker>,
+    core: BrokerCore,
 }
 
 impl GroupApi {
     /// Serves `broker`'s group API.
     pub fn new(broker: Arc<Broker>) -> Self {
-        GroupApi { broker }
+        GroupApi {
+            core: BrokerCore::new(broker.clone()),
+            broker,
+        }
     }
 
     async fn join(&self, req: pb::JoinGroupRequest) -> Result<pb::JoinGroupResponse> {
@@ -201,7 +203,9 @@ impl GroupApi {
         })
     }
 
-    fn check_member<'a>(
+    /// The member's group, checked: the member exists (its last-seen time is refreshed) and,
+    /// when given, the generation is current.
+    pub(crate) fn check_member<'a>(
         led: &'a mut Led,
         group: &str,
         member: &str,
@@ -235,62 +239,29 @@ impl GroupApi {
     }
 
     async fn commit(&self, req: pb::CommitOffsetsRequest) -> Result<()> {
-        let mut led = self.broker.coordinate(&req.group).await?;
-        if req.member_id.is_empty() && req.generation == 0 {
-            let members = led
-                .state
-                .groups
-                .get(&req.group)
-                .map_or(0, |g| g.members.len());
-            if members > 0 {
-                return Err(NodeError::GroupNotEmpty {
-                    group: req.group,
-                    members,
-                });
-            }
+        let committer = if req.member_id.is_empty() && req.generation == 0 {
+            Committer::Standalone
         } else {
-            // Commits with the current generation are accepted during a rebalance, so that
-            // members can commit before they join again.
-            Self::check_member(&mut led, &req.group, &req.member_id, Some(req.generation))?;
-        }
-        let meta = self.broker.metadata();
-        let current = led.state.offsets.get(&req.group);
-        let mut records = Vec::new();
-        for o in &req.offsets {
-            let t = meta
-                .topics
-                .get(&o.topic)
-                .ok_or_else(|| NodeError::UnknownTopic {
-                    topic: o.topic.clone(),
-                })?;
-            if o.partition as usize >= t.partitions.len() {
-                return Err(NodeError::UnknownPartition {
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                    partitions: t.partitions.len() as u32,
-                });
+            Committer::Member {
+                member_id: req.member_id,
+                generation: req.generation,
             }
-            // Committed offsets never go backwards through commits; `ResetOffsets` moves them.
-            let prev = current.and_then(|c| c.get(&(o.topic.clone(), o.partition)));
-            if prev.is_some_and(|p| p.offset > o.offset) {
-                continue;
-            }
-            records.push((
-                OffsetKey {
-                    group: req.group.clone(),
-                    topic: o.topic.clone(),
-                    partition: o.partition,
-                },
-                Some(OffsetValue {
-                    offset: o.offset,
-                    metadata: o.metadata.clone(),
-                    committed_at_ms: now_ms(),
-                }),
-            ));
-        }
-        self.apply_commits(&mut led, records).await?;
-        self.broker.compact_offsets_if_needed(&mut led).await?;
-        Ok(())
+        };
+        let offsets = req
+            .offsets
+            .into_iter()
+            .map(|o| OffsetToCommit {
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.offset,
+                metadata: o.metadata,
+            })
+            .collect();
+        let results = self
+            .core
+            .commit_offsets(&req.group, committer, offsets)
+            .await?;
+        results.into_iter().collect()
     }
 
     async fn apply_commits(
@@ -298,77 +269,46 @@ impl GroupApi {
         led: &mut Led,
         records: Vec<(OffsetKey, Option<OffsetValue>)>,
     ) -> Result<()> {
-        self.broker.write_offsets(&led.replica, &records).await?;
-        for (k, v) in records {
-            led.state.apply(k, v);
-        }
-        Ok(())
+        crate::core::groups::apply_commits(&self.core, led, records).await
     }
 
     async fn describe(&self, group: &str) -> Result<pb::DescribeGroupResponse> {
-        let led = self.broker.coordinate(group).await?;
-        let g = led.state.groups.get(group);
-        let offsets = led.state.offsets.get(group).cloned().unwrap_or_default();
-        if g.is_none_or(|g| g.members.is_empty()) && offsets.is_empty() {
-            return Err(NodeError::GroupNotFound(group.into()));
-        }
-        let mut owner: BTreeMap<Tp, String> = BTreeMap::new();
+        let g = self.core.describe_group(group).await?;
         let members = g
-            .map(|g| {
-                g.members
-                    .iter()
-                    .map(|(id, m)| {
-                        let assigned = g.assignment.get(id).cloned().unwrap_or_default();
-                        for tp in &assigned {
-                            owner.insert(tp.clone(), id.clone());
-                        }
-                        pb::MemberDescription {
-                            member_id: id.clone(),
-                            group_instance_id: m.instance_id.clone().unwrap_or_default(),
-                            client_id: m.client_id.clone(),
-                            assignment: to_topic_partitions(&assigned),
-                        }
-                    })
-                    .collect()
+            .members
+            .into_iter()
+            .map(|m| pb::MemberDescription {
+                member_id: m.member_id,
+                group_instance_id: m.instance_id.unwrap_or_default(),
+                client_id: m.client_id,
+                assignment: to_topic_partitions(&m.assignment),
             })
-            .unwrap_or_default();
-        let (state, generation, strategy) = match g {
-            Some(g) => (g.phase.name(), g.generation, strategy_pb(g.strategy)),
-            None => (Phase::Empty.name(), 0, 0),
-        };
-        let coordinator = self.broker.node_id();
-        drop(led);
-        let mut tps: BTreeSet<Tp> = offsets.keys().cloned().collect();
-        tps.extend(owner.keys().cloned());
-        let mut partitions = Vec::new();
-        for tp in tps {
-            let c = offsets.get(&tp);
-            let end = self
-                .broker
-                .partition_bounds(&tp.0, tp.1)
-                .await
-                .map(|(_, h)| h)
-                .unwrap_or(0);
-            let committed = c.map_or(0, |c| c.offset);
-            partitions.push(pb::PartitionLag {
-                topic: tp.0.clone(),
-                partition: tp.1,
-                committed: c.is_some(),
-                committed_offset: committed,
-                end_offset: end,
-                lag: end.saturating_sub(committed),
-                member_id: owner.get(&tp).cloned().unwrap_or_default(),
-            });
-        }
+            .collect();
+        let partitions = g
+            .partitions
+            .into_iter()
+            .map(|p| {
+                let committed = p.committed.unwrap_or(0);
+                pb::PartitionLag {
+                    topic: p.tp.0,
+                    partition: p.tp.1,
+                    committed: p.committed.is_some(),
+                    committed_offset: committed,
+                    end_offset: p.end_offset,
+                    lag: p.end_offset.saturating_sub(committed),
+                    member_id: p.member_id,
+                }
+            })
+            .collect();
         Ok(pb::DescribeGroupResponse {
             error: None,
             group: group.into(),
-            state: state.into(),
-            generation,
-            strategy,
+            state: g.state,
+            generation: g.generation,
+            strategy: g.strategy.map_or(0, strategy_pb),
             members,
             partitions,
-            coordinator,
+            coordinator: g.coordinator,
         })
     }
 
@@ -642,50 +582,36 @@ impl pb::group_service_server::GroupService for GroupApi {
         req: Request<pb::FetchOffsetsRequest>,
     ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
         let req = req.into_inner();
-        let led = self.broker.coordinate(&req.group).await.map_err(status)?;
-        let all = led
-            .state
-            .offsets
-            .get(&req.group)
-            .cloned()
-            .unwrap_or_default();
-        drop(led);
-        let offsets = if req.partitions.is_empty() {
-            all.iter()
-                .map(|((t, p), c)| pb::CommittedOffset {
-                    topic: t.clone(),
-                    partition: *p,
-                    committed: true,
-                    offset: c.offset,
-                    metadata: c.metadata.clone(),
-                })
-                .collect()
-        } else {
+        let partitions = (!req.partitions.is_empty()).then(|| {
             let meta = self.broker.metadata();
-            let mut out = Vec::new();
+            let mut tps = Vec::new();
             for tp in &req.partitions {
-                let ps: Vec<u32> = if tp.partitions.is_empty() {
-                    (0..meta
+                if tp.partitions.is_empty() {
+                    let n = meta
                         .topics
                         .get(&tp.topic)
-                        .map_or(0, |t| t.partitions.len() as u32))
-                        .collect()
+                        .map_or(0, |t| t.partitions.len() as u32);
+                    tps.extend((0..n).map(|p| (tp.topic.clone(), p)));
                 } else {
-                    tp.partitions.clone()
-                };
-                for p in ps {
-                    let c = all.get(&(tp.topic.clone(), p));
-                    out.push(pb::CommittedOffset {
-                        topic: tp.topic.clone(),
-                        partition: p,
-                        committed: c.is_some(),
-                        offset: c.map_or(0, |c| c.offset),
-                        metadata: c.map(|c| c.metadata.clone()).unwrap_or_default(),
-                    });
+                    tps.extend(tp.partitions.iter().map(|p| (tp.topic.clone(), *p)));
                 }
             }
-            out
-        };
+            tps
+        });
+        let offsets = self
+            .core
+            .fetch_offsets(&req.group, partitions)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|c| pb::CommittedOffset {
+                topic: c.topic,
+                partition: c.partition,
+                committed: c.offset.is_some(),
+                offset: c.offset.unwrap_or(0),
+                metadata: c.metadata,
+            })
+            .collect();
         Ok(Response::new(pb::FetchOffsetsResponse {
             error: None,
             offsets,
@@ -699,45 +625,20 @@ impl pb::group_service_server::GroupService for GroupApi {
         // Ask the coordinator of every offsets partition (this node or another; a forwarded
         // request is answered from this node's partitions only).
         let local_only = req.metadata().contains_key(LOCAL_ONLY);
-        let mut groups = BTreeMap::new();
-        for p in 0..OFFSETS_PARTITIONS {
-            let probe = probe_group_for(p);
-            match self.broker.coordinate(&probe).await {
-                Ok(led) => {
-                    let me = self.broker.node_id();
-                    let mut names: BTreeSet<&String> = led.state.offsets.keys().collect();
-                    names.extend(led.state.groups.keys());
-                    for n in names {
-                        let g = led.state.groups.get(n);
-                        groups.insert(
-                            n.clone(),
-                            pb::GroupListing {
-                                group: n.clone(),
-                                state: g.map_or("Empty", |g| g.phase.name()).into(),
-                                members: g.map_or(0, |g| g.members.len() as u32),
-                                coordinator: me,
-                            },
-                        );
-                    }
-                }
-                Err(NodeError::NotCoordinator {
-                    coordinator: Some((_, addr)),
-                    ..
-                }) if !local_only => {
-                    let chan = self.broker.channel(&addr).map_err(status)?;
-                    for l in remote_list(chan, &addr, p).await.map_err(status)? {
-                        groups.insert(l.group.clone(), l);
-                    }
-                }
-                Err(NodeError::NotCoordinator { .. })
-                | Err(NodeError::CoordinatorNotAvailable(_))
-                | Err(NodeError::UnknownTopic { .. }) => {}
-                Err(e) => return Err(status(e)),
-            }
-        }
-        Ok(Response::new(pb::ListGroupsResponse {
-            groups: groups.into_values().collect(),
-        }))
+        let groups = self
+            .core
+            .list_groups(local_only)
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|g| pb::GroupListing {
+                group: g.group,
+                state: g.state,
+                members: g.members,
+                coordinator: g.coordinator,
+            })
+            .collect();
+        Ok(Response::new(pb::ListGroupsResponse { groups }))
     }
 
     async fn describe_group(
@@ -758,40 +659,14 @@ impl pb::group_service_server::GroupService for GroupApi {
         req: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         let group = req.into_inner().group;
-        let mut led = self.broker.coordinate(&group).await.map_err(status)?;
-        let members = led.state.groups.get(&group).map_or(0, |g| g.members.len());
-        if members > 0 {
-            return Ok(Response::new(pb::DeleteGroupResponse {
-                error: err(NodeError::GroupNotEmpty { group, members }),
-            }));
-        }
-        let Some(offsets) = led.state.offsets.get(&group).cloned() else {
-            if led.state.groups.remove(&group).is_some() {
-                return Ok(Response::new(pb::DeleteGroupResponse { error: None }));
+        let error = match self.core.delete_group(&group).await {
+            Ok(()) => None,
+            Err(e @ (NodeError::NotCoordinator { .. } | NodeError::CoordinatorNotAvailable(_))) => {
+                return Err(status(e))
             }
-            return Ok(Response::new(pb::DeleteGroupResponse {
-                error: err(NodeError::GroupNotFound(group)),
-            }));
+            Err(e) => err(e),
         };
-        let tombstones = offsets
-            .keys()
-            .map(|(t, p)| {
-                (
-                    OffsetKey {
-                        group: group.clone(),
-                        topic: t.clone(),
-                        partition: *p,
-                    },
-                    None,
-                )
-            })
-            .collect();
-        self.apply_commits(&mut led, tombstones)
-            .await
-            .map_err(status)?;
-        led.state.groups.remove(&group);
-        tracing::info!(%group, "group deleted");
-        Ok(Response::new(pb::DeleteGroupResponse { error: None }))
+        Ok(Response::new(pb::DeleteGroupResponse { error }))
     }
 
     async fn reset_offsets(
@@ -805,30 +680,4 @@ impl pb::group_service_server::GroupService for GroupApi {
             }
         })
     }
-}
-
-/// A group id that hashes to offsets partition `p` (to address that partition's coordinator).
-fn probe_group_for(p: u32) -> String {
-    (0u64..)
-        .map(|i| format!("__probe-{i}"))
-        .find(|g| offsets_partition(g) == p)
-        .expect("invariant: some probe name hashes to every partition")
-}
-
-/// The groups of offsets partition `p` as listed by its coordinator at `addr`.
-async fn remote_list(chan: Channel, addr: &str, p: u32) -> Result<Vec<pb::GroupListing>> {
-    let mut c =
-        pb::group_service_client::GroupServiceClient::new(chan).max_decoding_message_size(64 << 20);
-    let mut req = tonic::Request::new(pb::ListGroupsRequest {});
-    req.metadata_mut()
-        .insert(LOCAL_ONLY, tonic::metadata::MetadataValue::from_static("1"));
-    let r = c
-        .list_groups(req)
-        .await
-        .map_err(|s| NodeError::Internal(format!("list groups on {addr}: {}", s.message())))?
-        .into_inner();
-    Ok(r.groups
-        .into_iter()
-        .filter(|g| offsets_partition(&g.group) == p)
-        .collect())
 }
