@@ -15,6 +15,12 @@
 //!
 //! Between samples (outside the timing) the log deletes its sealed segments and the raw file is
 //! emptied once it is large, so that disk use stays bounded.
+//!
+//! `fsync_per_append_*` measures what the active segment's growth in preallocation steps costs:
+//! appends with an `fdatasync` after each (`EveryBatch`), for steps of 1, 4 and 16 MiB, a step as
+//! large as the segment (the closest to preallocating the whole segment at once: the file then
+//! doubles from 64 KiB to the segment size), and 4 MiB steps that only extend the file
+//! (`preallocate = false`, a sparse file), with the standard batch and with a small one.
 
 use std::fs::File;
 use std::hint::black_box;
@@ -26,7 +32,7 @@ use bytes::Bytes;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use skein_benches::{bench_dir, standard_batch};
+use skein_benches::{bench_dir, make_batch, standard_batch};
 use skein_storage::{FlushPolicy, LogConfig, PartitionLog};
 
 /// Segment size of the benchmarked log: small enough that segments roll during every run.
@@ -67,11 +73,13 @@ impl LogTarget {
             flush,
             ..LogConfig::default()
         };
+        Self::with_config(dir, config)
+    }
+
+    fn with_config(dir: &Path, config: LogConfig) -> Self {
+        let group_commit = matches!(config.flush, FlushPolicy::GroupCommit { .. });
         let log = PartitionLog::open(dir, config).expect("open the benchmark log");
-        LogTarget {
-            log,
-            group_commit: matches!(flush, FlushPolicy::GroupCommit { .. }),
-        }
+        LogTarget { log, group_commit }
     }
 
     /// Appends `iters` batches as a producer loop would, and returns the time taken.
@@ -234,5 +242,49 @@ fn append(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, append);
+/// Growth of the active segment, `fsync_per_append_*`: (name, step, preallocate).
+fn growth_variants() -> [(&'static str, u64, bool); 5] {
+    [
+        ("step_1MiB", 1 << 20, true),
+        ("step_4MiB", 4 << 20, true),
+        ("step_16MiB", 16 << 20, true),
+        ("step_segment", SEGMENT_BYTES_MAX, true),
+        ("sparse_step_4MiB", 4 << 20, false),
+    ]
+}
+
+fn fsync_per_append(c: &mut Criterion) {
+    for (batch_name, batch) in [
+        ("1000x100B", standard_batch()),
+        ("10x100B", make_batch(10, 100)),
+    ] {
+        let mut group = c.benchmark_group(format!("fsync_per_append_{batch_name}"));
+        group
+            .throughput(Throughput::Bytes(batch.len() as u64))
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4));
+        for (name, step, preallocate) in growth_variants() {
+            let dir = tempfile::Builder::new()
+                .prefix("skein-bench-step-")
+                .tempdir_in(bench_dir())
+                .expect("create a temp dir");
+            let config = LogConfig {
+                segment_bytes_max: SEGMENT_BYTES_MAX,
+                flush: FlushPolicy::EveryBatch,
+                preallocate,
+                preallocate_step_bytes: step,
+                ..LogConfig::default()
+            };
+            let mut log = LogTarget::with_config(&dir.path().join("log"), config);
+            group.bench_function(BenchmarkId::new(name, "log"), |b| {
+                b.iter_custom(|iters| log.run(&batch, iters))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, append, fsync_per_append);
 criterion_main!(benches);

@@ -210,6 +210,7 @@ struct FileTopicDefaults {
     retention: Option<Dur>,
     retention_bytes: Option<Size>,
     segment_bytes: Option<Size>,
+    preallocate_step: Option<Size>,
     segment_age: Option<Dur>,
     batch_bytes_max: Option<Size>,
     flush_policy: Option<String>,
@@ -471,6 +472,9 @@ impl NodeConfig {
         }
         if let Some(b) = size(&td.segment_bytes, "topic_defaults.segment_bytes")? {
             d.log.segment_bytes_max = b;
+        }
+        if let Some(b) = size(&td.preallocate_step, "topic_defaults.preallocate_step")? {
+            d.log.preallocate_step_bytes = b;
         }
         if let Some(a) = dur(&td.segment_age, "topic_defaults.segment_age")? {
             d.log.segment_age_max = Some(a);
@@ -744,6 +748,7 @@ peers = "1=a:9651,2=b:9651,3=c:9651"
 partitions = 6
 retention = "3d"
 segment_bytes = "64 MiB"
+preallocate_step = "1 MiB"
 flush_policy = "every-batch"
 [limits]
 connections_max = 10
@@ -771,6 +776,7 @@ connections_max = 10
             Some(Duration::from_secs(3 * 86400))
         );
         assert_eq!(c.topic_defaults.log.segment_bytes_max, 64 << 20);
+        assert_eq!(c.topic_defaults.log.preallocate_step_bytes, 1 << 20);
         assert_eq!(c.topic_defaults.log.flush, FlushPolicy::EveryBatch);
         assert_eq!(c.limits.connections_max, 10);
         assert_eq!(c.limits.fetch_wait_max, Duration::from_secs(5));

@@ -55,8 +55,20 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// What sealed segments are kept.
     pub retention: Retention,
-    /// Preallocate the active segment's file (fallocate) instead of growing it.
+    /// Reserve the disk blocks of each growth step of the active segment with `fallocate`:
+    /// appends inside a step then never fail for lack of space, and an `fdatasync` inside a step
+    /// neither allocates blocks nor commits a new file size. When false, a step only extends the
+    /// file (`set_len`): the file is sparse and takes blocks as bytes are written, which the file
+    /// system then allocates at write-back, on the `fdatasync`.
     pub preallocate: bool,
+    /// Largest step by which the active segment's file grows. The file starts empty and grows
+    /// when an append needs room: by doubling from [`PREALLOCATE_FIRST_STEP_BYTES`], then by this
+    /// many bytes at a time, never beyond `segment_bytes_max` (except for a single batch that
+    /// needs more, which always fits). Disk use follows the data: an empty log's `.log` file takes
+    /// no blocks, a log with a few small entries [`PREALLOCATE_FIRST_STEP_BYTES`], and a log at
+    /// most one step more than its data. Each step costs one `fallocate`, one new memory map and
+    /// one file-size update in the next `fdatasync`; larger steps make that rarer.
+    pub preallocate_step_bytes: u64,
     /// Check every batch of every sealed segment (header, CRC, offset and index sequence) when
     /// the log is opened, instead of only the batches after the last index entry. Costs one read
     /// of the whole log at start-up; finds bit rot in old data before a reader or a follower
@@ -66,6 +78,16 @@ pub struct LogConfig {
 
 /// Positions in a segment are `u32` in the index files.
 pub const SEGMENT_BYTES_LIMIT: u64 = u32::MAX as u64;
+
+/// The first growth step of an active segment's file (smaller when `preallocate_step_bytes` is):
+/// a replica whose log holds only a few Raft entries costs this much disk, not a whole step.
+pub const PREALLOCATE_FIRST_STEP_BYTES: u64 = 64 << 10;
+
+/// Smallest `preallocate_step_bytes`: one page, the unit of both the map and the file system.
+pub const PREALLOCATE_STEP_BYTES_MIN: u64 = 4 << 10;
+
+const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES >= PREALLOCATE_STEP_BYTES_MIN);
+const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES.is_multiple_of(PREALLOCATE_STEP_BYTES_MIN));
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -80,6 +102,7 @@ impl Default for LogConfig {
                 bytes: None,
             },
             preallocate: true,
+            preallocate_step_bytes: 4 << 20,
             verify_on_open: true,
         }
     }
@@ -105,6 +128,14 @@ impl LogConfig {
             return fail(format!(
                 "batch_bytes_max {} exceeds segment_bytes_max {}: a maximal batch must fit in a segment",
                 self.batch_bytes_max, self.segment_bytes_max
+            ));
+        }
+        if !(PREALLOCATE_STEP_BYTES_MIN..=SEGMENT_BYTES_LIMIT)
+            .contains(&self.preallocate_step_bytes)
+        {
+            return fail(format!(
+                "preallocate_step_bytes {} is outside [{PREALLOCATE_STEP_BYTES_MIN}, {SEGMENT_BYTES_LIMIT}]",
+                self.preallocate_step_bytes
             ));
         }
         if self.index_interval_bytes == 0 {
@@ -139,6 +170,26 @@ mod tests {
             ..LogConfig::default()
         };
         assert!(matches!(c.validate(), Err(StorageError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn rejects_preallocation_steps_below_a_page_or_beyond_a_segment_position() {
+        for step in [0, PREALLOCATE_STEP_BYTES_MIN - 1, SEGMENT_BYTES_LIMIT + 1] {
+            let c = LogConfig {
+                preallocate_step_bytes: step,
+                ..LogConfig::default()
+            };
+            assert!(c.validate().is_err(), "step {step}");
+        }
+        // A step larger than a segment or smaller than a batch is fine: growth is capped at the
+        // segment size and always makes room for the batch at hand.
+        for step in [PREALLOCATE_STEP_BYTES_MIN, 1 << 30] {
+            let c = LogConfig {
+                preallocate_step_bytes: step,
+                ..LogConfig::default()
+            };
+            c.validate().expect("valid step");
+        }
     }
 
     #[test]

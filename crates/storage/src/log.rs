@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{Result, StorageError};
-use crate::segment::{self, AppendInfo, Segment};
+use crate::segment::{self, AppendInfo, Growth, Segment};
 use skein_record::{self as batch, Batch};
 
 /// A wall clock in ms since the Unix epoch; replaceable for tests.
@@ -272,7 +272,7 @@ impl PartitionLog {
                 &dir,
                 *base,
                 sealed,
-                config.segment_bytes_max,
+                Growth::of(&config),
                 expected_index,
                 interval,
                 now,
@@ -294,7 +294,7 @@ impl PartitionLog {
             segments.push_back(seg);
         }
         if segments.is_empty() {
-            let seg = Segment::create(&dir, 0, 0, config.segment_bytes_max, interval, now)?;
+            let seg = Segment::create(&dir, 0, 0, Growth::of(&config), interval, now)?;
             segments.push_back(seg);
             sync_dir(&dir)?;
         }
@@ -515,7 +515,7 @@ impl PartitionLog {
         let len = batch.len() as u64;
         let must_roll = {
             let a = self.active();
-            let full = !a.fits(len) || a.size + len > self.config.segment_bytes_max;
+            let full = a.size + len > self.config.segment_bytes_max;
             let old = self
                 .config
                 .segment_age_max
@@ -559,7 +559,7 @@ impl PartitionLog {
             &self.dir,
             base,
             index,
-            self.config.segment_bytes_max,
+            Growth::of(&self.config),
             u64::from(self.config.index_interval_bytes),
             now,
         );
@@ -829,18 +829,15 @@ impl PartitionLog {
         if let Err(e) = sync_dir(&self.dir) {
             return Err(self.poison(e));
         }
-        let cap = self.config.segment_bytes_max;
         let seg = self.active_mut();
         if index < seg.next_index {
-            if let Err(e) = seg.truncate_from_index(index, cap) {
+            if let Err(e) = seg.truncate_from_index(index) {
                 return Err(if e.is_corruption() { e } else { self.poison(e) });
             }
         } else if seg.sealed {
             // The truncation point is exactly this segment's end (the segments after it were
             // deleted above): reopen it for appends.
-            if let Err(e) = seg.unseal(cap) {
-                return Err(self.poison(e));
-            }
+            seg.unseal();
         }
         self.flushed_offset = self.flushed_offset.min(self.next_offset());
         self.flushed_index = self.flushed_index.min(self.next_index());
@@ -951,7 +948,7 @@ impl PartitionLog {
             &self.dir,
             next_offset,
             next_index,
-            self.config.segment_bytes_max,
+            Growth::of(&self.config),
             u64::from(self.config.index_interval_bytes),
             (self.clock)(),
         );

@@ -2,7 +2,11 @@
 //!
 //! The rules that make the maps sound in practice, which the rest of the crate keeps:
 //! - a file is mapped only up to its current length, and a file is never shortened below a range
-//!   the log has handed out as `Bytes` (sealing trims only the unwritten, never-read tail);
+//!   the log has handed out as `Bytes` (sealing trims only the unwritten, never-read tail;
+//!   recovery trims the active segment before anything of it is handed out);
+//! - the active segment grows in steps: the file is extended first, then mapped again at its new
+//!   length. Slices handed out earlier own the old, shorter map, which stays valid because the
+//!   file only grew under it;
 //! - bytes inside the handed-out range are never rewritten, with one exception: truncation of an
 //!   uncommitted Raft tail punches a hole over it, which readers see as zeros, never as a fault;
 //! - nothing outside this process writes the files while the log is open (the data directory is
@@ -33,9 +37,10 @@ pub(crate) fn map_bytes(file: &File, len: u64) -> io::Result<Bytes> {
     Ok(Bytes::from_owner(map))
 }
 
-/// Allocates blocks for `[0, len)` so that later writes neither fail for lack of space nor
-/// change the file's size (which keeps `fdatasync` cheap). Falls back to `set_len` where the file
-/// system cannot preallocate.
+/// Allocates blocks for `[0, len)` and extends the file to `len` (one step of the active segment),
+/// so that later writes below `len` neither fail for lack of space nor change the file's size
+/// (which keeps `fdatasync` cheap). Falls back to `set_len` where the file system cannot
+/// preallocate. Never shrinks the file.
 pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
     let current = file.metadata()?.len();
     if current >= len {

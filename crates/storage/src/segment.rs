@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::config::{LogConfig, PREALLOCATE_FIRST_STEP_BYTES, PREALLOCATE_STEP_BYTES_MIN};
 use crate::error::{Result, StorageError};
 use crate::index::{IndexDamage, IndexEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::mmap;
@@ -52,6 +53,40 @@ pub struct AppendInfo {
     pub raft_index: u64,
 }
 
+/// How the active segment's file grows: see [`LogConfig::preallocate_step_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Growth {
+    /// Largest step.
+    pub step_bytes_max: u64,
+    /// Steps stop here (a single batch that needs more still gets it).
+    pub segment_bytes_max: u64,
+    /// `fallocate` each step (else only extend the file's length).
+    pub allocate: bool,
+}
+
+impl Growth {
+    pub fn of(config: &LogConfig) -> Self {
+        Growth {
+            step_bytes_max: config.preallocate_step_bytes,
+            segment_bytes_max: config.segment_bytes_max,
+            allocate: config.preallocate,
+        }
+    }
+
+    /// The length a file of `len` bytes grows to so that `needed` bytes fit: one step more,
+    /// the step doubling from [`PREALLOCATE_FIRST_STEP_BYTES`] up to `step_bytes_max`, rounded up
+    /// to a page, not beyond `segment_bytes_max`, and at least `needed`.
+    pub fn next_len(&self, len: u64, needed: u64) -> u64 {
+        let step = len
+            .max(PREALLOCATE_FIRST_STEP_BYTES)
+            .min(self.step_bytes_max);
+        let stepped = (len + step)
+            .max(needed)
+            .next_multiple_of(PREALLOCATE_STEP_BYTES_MIN);
+        stepped.min(self.segment_bytes_max.max(len)).max(needed)
+    }
+}
+
 /// Where a scan of a segment ended.
 #[derive(Debug)]
 enum ScanEnd {
@@ -69,8 +104,10 @@ pub(crate) struct Segment {
     pub last_term: Option<u64>,
     /// Bytes of valid batches.
     pub size: u64,
-    /// Length of the file and of the map (`== size` once sealed).
+    /// Length of the file and of the map (`>= size`; `== size` once sealed). The active segment
+    /// grows it in steps ([`Growth`]).
     capacity: u64,
+    growth: Growth,
     pub max_timestamp: i64,
     /// When the segment started, for rolling by age (ms since the epoch).
     pub rolled_at_ms: i64,
@@ -97,12 +134,13 @@ impl Segment {
         )
     }
 
-    /// Creates a new, empty active segment (the caller fsyncs the directory).
+    /// Creates a new, empty active segment (the caller fsyncs the directory). Its `.log` file
+    /// is empty: the first append allocates the first step.
     pub fn create(
         dir: &Path,
         base_offset: u64,
         base_index: u64,
-        capacity: u64,
+        growth: Growth,
         index_interval: u64,
         now_ms: i64,
     ) -> Result<Self> {
@@ -115,8 +153,6 @@ impl Segment {
             .open(&log_path)
             .map(Arc::new)
             .map_err(|e| StorageError::io(action("open"), e))?;
-        mmap::preallocate(&log, capacity)
-            .map_err(|e| StorageError::io(action("preallocate"), e))?;
         log.sync_all()
             .map_err(|e| StorageError::io(action("fsync"), e))?;
         let index_file =
@@ -134,21 +170,20 @@ impl Segment {
         time_file
             .set_len(0)
             .map_err(|e| StorageError::io(action("reset .timeindex"), e))?;
-        let map =
-            mmap::map_bytes(&log, capacity).map_err(|e| StorageError::io(action("map"), e))?;
         Ok(Segment {
             base_offset,
             next_offset: base_offset,
             next_index: base_index,
             last_term: None,
             size: 0,
-            capacity,
+            capacity: 0,
+            growth,
             max_timestamp: i64::MIN,
             rolled_at_ms: now_ms,
             sealed: false,
             index_interval,
             log,
-            map,
+            map: Bytes::new(),
             index,
             time_index: TimeIndex::new(),
             index_file,
@@ -168,11 +203,15 @@ impl Segment {
     /// segment) is used when the `.index` file, which records the segment's base Raft index, is
     /// missing or damaged: batches do not carry their Raft index. A first segment whose base
     /// index is lost cannot be opened ([`StorageError::LostBaseIndex`]).
+    ///
+    /// The file may have any length: a step boundary, the full segment size (files written
+    /// before the log grew in steps), or less after a crash. The active segment's file is
+    /// trimmed to its valid data; the next append grows it again.
     pub fn open(
         dir: &Path,
         base_offset: u64,
         sealed: bool,
-        capacity: u64,
+        growth: Growth,
         expected_base_index: Option<u64>,
         index_interval: u64,
         now_ms: i64,
@@ -208,16 +247,8 @@ impl Segment {
         let index = OffsetIndex::parse(read_file(&index_file)?, sealed);
         let time_index = TimeIndex::parse(read_file(&time_file)?, sealed);
 
-        let map_len = if sealed {
-            file_len
-        } else {
-            file_len.max(capacity)
-        };
-        if !sealed {
-            mmap::preallocate(&log, map_len)
-                .map_err(|e| StorageError::io(action("preallocate"), e))?;
-        }
-        let map = mmap::map_bytes(&log, map_len).map_err(|e| StorageError::io(action("map"), e))?;
+        let map =
+            mmap::map_bytes(&log, file_len).map_err(|e| StorageError::io(action("map"), e))?;
 
         // The first batch, if any, tells the segment's age.
         let first = BatchHeader::parse(&map[..map.len().min(HEADER_LEN)]).ok();
@@ -250,7 +281,8 @@ impl Segment {
             next_index: index.base_index(),
             last_term: None,
             size: 0,
-            capacity: map_len,
+            capacity: file_len,
+            growth,
             max_timestamp: i64::MIN,
             rolled_at_ms: first.map_or(now_ms, |h| h.max_timestamp.min(now_ms)),
             sealed,
@@ -437,16 +469,21 @@ impl Segment {
         Ok(())
     }
 
-    /// Makes everything after `end` in the active segment read as zeros and durable as such, so
-    /// that no stale batch can reappear after a later crash.
+    /// Cuts the active segment's file at `end` (its valid data), durably, so that no stale
+    /// batch can reappear after a later crash and no preallocated space outlives a restart (a
+    /// file preallocated to the full segment size shrinks to its data). Only during recovery:
+    /// nothing of the map has been handed out yet.
     fn wipe_after(&mut self, end: u64) -> Result<()> {
         let action = |what: &str| format!("recover segment {}: {what}", self.log_path.display());
-        let cap = self.capacity;
+        // Drop the map before the file shrinks under it.
+        self.map = Bytes::new();
         self.log
             .set_len(end)
-            .and_then(|()| mmap::preallocate(&self.log, cap))
             .and_then(|()| self.log.sync_all())
             .map_err(|e| StorageError::io(action("clear the tail"), e))?;
+        self.map =
+            mmap::map_bytes(&self.log, end).map_err(|e| StorageError::io(action("map"), e))?;
+        self.capacity = end;
         Ok(())
     }
 
@@ -496,9 +533,23 @@ impl Segment {
         self.next_offset > self.base_offset
     }
 
-    /// True when `len` more bytes fit without growing the file.
-    pub fn fits(&self, len: u64) -> bool {
-        self.size + len <= self.capacity
+    /// Makes room for `len` more bytes: when they do not fit in the file, grows it by a step
+    /// ([`Growth::next_len`]; `fallocate` when preallocating) and maps it again at its new
+    /// length. Bytes handed out keep the old map, which stays valid: the file only grew.
+    fn reserve(&mut self, len: u64) -> io::Result<()> {
+        let needed = self.size + len;
+        if needed <= self.capacity {
+            return Ok(());
+        }
+        let target = self.growth.next_len(self.capacity, needed);
+        if self.growth.allocate {
+            mmap::preallocate(&self.log, target)?;
+        } else {
+            self.log.set_len(target)?;
+        }
+        self.map = mmap::map_bytes(&self.log, target)?;
+        self.capacity = target;
+        Ok(())
     }
 
     /// Appends a validated batch as Raft entry `index`, stamping its base offset and its leader
@@ -512,13 +563,7 @@ impl Segment {
     ) -> io::Result<AppendInfo> {
         debug_assert!(!self.sealed);
         let len = bytes.len() as u64;
-        if !self.fits(len) {
-            // Only for a segment without records, which is never rolled (see the log).
-            let cap = self.size + len;
-            mmap::preallocate(&self.log, cap)?;
-            self.map = mmap::map_bytes(&self.log, cap)?;
-            self.capacity = cap;
-        }
+        self.reserve(len)?;
         let pos = self.size;
         let base_offset = self.next_offset;
         let stamped = BatchHeader {
@@ -593,25 +638,19 @@ impl Segment {
         Ok(())
     }
 
-    /// Makes a sealed segment the active one again (after a truncation reached into it).
-    pub fn unseal(&mut self, capacity: u64) -> Result<()> {
-        let cap = capacity.max(self.size);
-        let action = format!("reopen segment {} for append", self.log_path.display());
-        mmap::preallocate(&self.log, cap)
-            .and_then(|()| mmap::map_bytes(&self.log, cap))
-            .map(|m| self.map = m)
-            .map_err(|e| StorageError::io(action, e))?;
-        self.capacity = cap;
+    /// Makes a sealed segment the active one again (after a truncation reached into it). Its
+    /// file holds exactly its data; the next append grows it.
+    pub fn unseal(&mut self) {
+        debug_assert_eq!(self.capacity, self.size);
         self.sealed = false;
-        Ok(())
     }
 
     /// Removes every entry with Raft index `>= index` (which must be in this segment), leaving
     /// the segment active. Returns the bytes removed.
-    pub fn truncate_from_index(&mut self, index: u64, capacity: u64) -> Result<u64> {
+    pub fn truncate_from_index(&mut self, index: u64) -> Result<u64> {
         let (pos, h) = self.find_index(index)?;
         if self.sealed {
-            self.unseal(capacity)?;
+            self.unseal();
         }
         let removed = self.size - pos;
         let action = format!("truncate segment {}", self.log_path.display());
@@ -803,4 +842,64 @@ impl Segment {
 /// recovery checked is not negative.
 fn epoch_term(h: &BatchHeader) -> u64 {
     u64::try_from(h.leader_epoch).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+
+    fn growth(step_bytes_max: u64, segment_bytes_max: u64) -> Growth {
+        Growth {
+            step_bytes_max,
+            segment_bytes_max,
+            allocate: true,
+        }
+    }
+
+    /// The file lengths a segment passes through when it grows one byte past each.
+    fn lengths(g: Growth, upto: u64) -> Vec<u64> {
+        let mut out = vec![0];
+        while out[out.len() - 1] < upto {
+            let len = out[out.len() - 1];
+            out.push(g.next_len(len, len + 1));
+        }
+        out
+    }
+
+    #[test]
+    fn steps_double_from_the_first_step_up_to_the_configured_step() {
+        assert_eq!(
+            lengths(growth(4 * MIB, 256 * MIB), 16 * MIB),
+            [0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 12288, 16384].map(|k| k * KIB)
+        );
+        // A configured step below the first step is used from the start.
+        assert_eq!(
+            lengths(growth(16 * KIB, 256 * MIB), 64 * KIB),
+            [0, 16, 32, 48, 64].map(|k| k * KIB)
+        );
+        // A step as large as the segment approaches the old full preallocation geometrically.
+        assert_eq!(
+            *lengths(growth(256 * MIB, 256 * MIB), 256 * MIB)
+                .last()
+                .expect("grew"),
+            256 * MIB
+        );
+    }
+
+    #[test]
+    fn a_step_stops_at_the_segment_size_but_a_batch_always_fits() {
+        let g = growth(4 * MIB, MIB);
+        assert_eq!(g.next_len(768 * KIB, 768 * KIB + 1), MIB);
+        // A batch larger than the step: exactly one step past it is not needed, room is.
+        assert_eq!(g.next_len(0, 3 * MIB), 3 * MIB);
+        let small = growth(4 * KIB, MIB);
+        assert_eq!(small.next_len(4 * KIB, 4 * KIB + 5000), 12 * KIB);
+        // A segment without records is never rolled; it grows past its size, as far as needed.
+        assert_eq!(g.next_len(MIB, MIB + 10), MIB + 10);
+        // A file cut at an odd length after recovery grows back to a page boundary.
+        assert_eq!(g.next_len(100, 101), 68 * KIB);
+    }
 }

@@ -46,6 +46,7 @@ fn small_config() -> LogConfig {
         retention: Retention::default(),
         segment_age_max: None,
         preallocate: true,
+        preallocate_step_bytes: 4 * 1024,
         verify_on_open: true,
     }
 }
@@ -807,15 +808,17 @@ proptest! {
         sizes in proptest::collection::vec((1usize..20, 1usize..300), 1..120),
         probes in proptest::collection::vec(any::<prop::sample::Index>(), 10),
         keep_bytes in 8_000u64..60_000,
+        step in prop::sample::select(vec![4096u64, 12 * 1024, 1 << 20]),
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = LogConfig { segment_bytes_max: 8 * 1024, batch_bytes_max: 8 * 1024, index_interval_bytes: 256, ..small_config() };
+        let config = LogConfig { segment_bytes_max: 8 * 1024, batch_bytes_max: 8 * 1024, index_interval_bytes: 256, preallocate_step_bytes: step, ..small_config() };
         let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
         let mut bounds = Vec::new();
         for (n, v) in &sizes {
             let n = (*n).min(7000 / (v + 20)).max(1);
             let info = log.append(&batch_of(n, *v, 0)).expect("append");
             bounds.push((info.base_offset, info.next_offset));
+            prop_assert!(active_log_len(dir.path()) <= 8 * 1024, "a file grew past the segment size");
         }
         let end = log.next_offset();
         for _pass in 0..2 {
@@ -896,4 +899,319 @@ fn segments_roll_by_age_but_never_empty() {
     assert_eq!(log.segment_count(), 3);
     assert_eq!(log.next_index(), idx + 3);
     assert_eq!(all_offsets(&log), vec![0, 1, 2, 3]);
+}
+
+/// Disk blocks allocated to the files of `dir` (not their apparent lengths), in bytes.
+fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").metadata().expect("stat"))
+        .filter(|m| m.is_file())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn active_log_len(dir: &Path) -> u64 {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    std::fs::metadata(logs.last().expect("a segment"))
+        .expect("stat")
+        .len()
+}
+
+#[test]
+fn an_empty_log_takes_well_under_a_mebibyte_of_disk_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig::default();
+    assert_eq!(config.segment_bytes_max, 256 << 20, "the default segment");
+    let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+    let empty = allocated_bytes(dir.path());
+    assert!(empty <= 16 << 10, "an empty log allocates {empty} bytes");
+    assert_eq!(active_log_len(dir.path()), 0, "nothing preallocated yet");
+    drop(log);
+    log = PartitionLog::open(dir.path(), config.clone()).expect("reopen");
+    assert!(allocated_bytes(dir.path()) <= 16 << 10);
+
+    // What a new Raft replica holds before any record: a membership and a blank entry.
+    log.append_entry(
+        &batch::internal_batch(InternalKind::Membership, 0, b"{}"),
+        1,
+        0,
+    )
+    .expect("membership");
+    log.append_entry(&batch::internal_batch(InternalKind::Blank, 0, b""), 1, 1)
+        .expect("blank");
+    log.flush().expect("flush");
+    let few = allocated_bytes(dir.path());
+    assert!(
+        few <= skein_storage::PREALLOCATE_FIRST_STEP_BYTES + (16 << 10),
+        "a log of two Raft entries allocates {few} bytes"
+    );
+    assert!(few < 1 << 20);
+}
+
+#[test]
+fn the_active_segment_grows_in_steps_and_reads_survive_every_remap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let step = 16 << 10;
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        preallocate_step_bytes: step,
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+    let first = batch_of(3, 300, 7);
+    log.append(&first).expect("append");
+    // Bytes handed out before any remap keep the old map alive.
+    let early = log.read(0, 1).expect("read").bytes;
+    let mut lens = vec![active_log_len(dir.path())];
+    while log.size_bytes() < 200 << 10 {
+        log.append(&batch_of(3, 300, 7)).expect("append");
+        let len = active_log_len(dir.path());
+        let size = log.size_bytes();
+        assert!(len >= size, "the file holds the data");
+        assert!(
+            len < size + step,
+            "at most one step ahead: {len} for {size}"
+        );
+        assert!(len.is_multiple_of(step), "grown in whole steps");
+        if lens.last() != Some(&len) {
+            lens.push(len);
+        }
+    }
+    assert_eq!(log.segment_count(), 1);
+    assert!(lens.len() > 10, "grew in steps: {lens:?}");
+    assert!(lens.windows(2).all(|w| w[1] == w[0] + step), "{lens:?}");
+    // Data written before and after each remap reads back, old slices unchanged.
+    assert_eq!(&early[16..], &first[16..]);
+    let end = log.next_offset();
+    assert_eq!(all_offsets(&log), (0..end).collect::<Vec<_>>());
+    assert_eq!(
+        log.entries(0, log.next_index(), u64::MAX)
+            .expect("entries")
+            .len() as u64,
+        end / 3
+    );
+    // Preallocated: the steps' blocks are reserved.
+    let allocated = allocated_bytes(dir.path());
+    assert!(
+        allocated >= active_log_len(dir.path()),
+        "{allocated} allocated"
+    );
+    log.flush().expect("flush");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config).expect("reopen");
+    assert_eq!(all_offsets(&log), (0..end).collect::<Vec<_>>());
+    assert_eq!(
+        active_log_len(dir.path()),
+        log.size_bytes(),
+        "recovery trims to the data"
+    );
+}
+
+#[test]
+fn without_preallocation_steps_extend_the_file_but_reserve_no_blocks() {
+    let step = 1 << 20;
+    let allocated = |preallocate: bool| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig {
+            segment_bytes_max: 8 << 20,
+            preallocate,
+            preallocate_step_bytes: step,
+            ..small_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).expect("open");
+        for _ in 0..100 {
+            log.append(&batch_of(2, 2000, 0)).expect("append");
+        }
+        log.flush().expect("flush");
+        let len = active_log_len(dir.path());
+        assert!(len > log.size_bytes(), "the file was extended by a step");
+        assert_eq!(log.segment_count(), 1);
+        (allocated_bytes(dir.path()), len, log.size_bytes())
+    };
+    let (with, len, size) = allocated(true);
+    assert!(
+        with >= len,
+        "preallocated: {with} bytes allocated for {len}"
+    );
+    let (without, len, size2) = allocated(false);
+    assert_eq!(size, size2);
+    assert!(
+        without < size + (64 << 10) && without < len,
+        "sparse: {without} bytes allocated for {size} of data in a {len}-byte file"
+    );
+}
+
+#[test]
+fn a_crash_in_the_middle_of_a_step_loses_no_complete_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().join("base");
+    let step = 8 << 10;
+    let config = LogConfig {
+        segment_bytes_max: 1 << 20,
+        preallocate_step_bytes: step,
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(&base, config.clone()).expect("open");
+    for i in 0..30 {
+        log.append(&batch_of(3, 100, i)).expect("append");
+    }
+    log.flush().expect("flush");
+    // The last batch crosses into a new step and is not flushed.
+    let len_before = active_log_len(&base);
+    let mut last = batch_ending_nonzero(4, 99);
+    while log.size_bytes() + last.len() as u64 <= len_before {
+        log.append(&batch_of(3, 100, 0)).expect("append");
+        last = batch_ending_nonzero(4, 99);
+    }
+    let next_before = log.next_offset();
+    let start = log.size_bytes();
+    log.append(&last).expect("append across the step");
+    let end = log.size_bytes();
+    let len_after = active_log_len(&base);
+    assert!(len_after > len_before && len_after.is_multiple_of(step));
+    assert!(
+        start < len_before && end > len_before,
+        "the batch spans the step boundary"
+    );
+    let name = "00000000000000000000.log";
+    // What the disk may hold after a crash: everything; the new step but a torn batch; or the
+    // old size (the step's length never committed) with the batch cut there or before it.
+    // (case, zeros from this position to the batch's end, the file cut at this length)
+    let cases = [
+        ("whole", None, None),
+        ("torn within the step", Some(len_before - 10), None),
+        ("old length", None, Some(len_before)),
+        ("cut before the batch", None, Some(start)),
+    ];
+    for (what, zero_from, cut_at) in cases {
+        let case = dir.path().join(what.replace(' ', "-"));
+        copy_dir(&base, &case);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(case.join(name))
+            .expect("open copy");
+        if let Some(from) = zero_from {
+            use std::os::unix::fs::FileExt;
+            let zeros = vec![0u8; (end - from) as usize];
+            f.write_all_at(&zeros, from).expect("zero");
+        }
+        if let Some(len) = cut_at {
+            f.set_len(len).expect("cut");
+        }
+        drop(f);
+        let mut log = PartitionLog::open(&case, config.clone())
+            .unwrap_or_else(|e| panic!("reopen ({what}): {e}"));
+        let expected = if what == "whole" {
+            next_before + 4
+        } else {
+            next_before
+        };
+        assert_eq!(log.next_offset(), expected, "{what}");
+        assert_eq!(
+            all_offsets(&log),
+            (0..expected).collect::<Vec<_>>(),
+            "{what}"
+        );
+        assert_eq!(
+            active_log_len(&case),
+            log.size_bytes(),
+            "{what}: trimmed to the data"
+        );
+        // Appends grow the file again and survive another reopen.
+        for _ in 0..20 {
+            log.append(&batch_of(3, 100, 0))
+                .expect("append after recovery");
+        }
+        log.flush().expect("flush");
+        drop(log);
+        let log = PartitionLog::open(&case, config.clone()).expect("second reopen");
+        assert_eq!(
+            all_offsets(&log),
+            (0..expected + 60).collect::<Vec<_>>(),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn an_old_fully_preallocated_segment_opens_and_shrinks_to_its_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = LogConfig {
+        segment_bytes_max: 8 << 20,
+        ..small_config()
+    };
+    let size = {
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        for i in 0..10 {
+            log.append(&batch_of(2, 50, i)).expect("append");
+        }
+        log.flush().expect("flush");
+        log.size_bytes()
+    };
+    // What earlier versions left: the active segment allocated to the full segment size, zeros
+    // after the data.
+    let path = dir.path().join("00000000000000000000.log");
+    let mut full = std::fs::read(&path).expect("read");
+    assert!(full.len() as u64 > size && full[size as usize..].iter().all(|b| *b == 0));
+    full.resize(8 << 20, 0);
+    std::fs::write(&path, &full).expect("write");
+    assert!(allocated_bytes(dir.path()) >= 8 << 20);
+    let mut log = PartitionLog::open(dir.path(), config.clone()).expect("reopen");
+    assert_eq!(log.next_offset(), 20);
+    assert_eq!(log.size_bytes(), size);
+    assert_eq!(active_log_len(dir.path()), size);
+    assert!(
+        allocated_bytes(dir.path()) < 1 << 20,
+        "the preallocated tail is released"
+    );
+    log.append(&batch_of(2, 50, 0)).expect("append");
+    log.flush().expect("flush");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config).expect("reopen");
+    assert_eq!(all_offsets(&log), (0..22).collect::<Vec<_>>());
+}
+
+#[test]
+fn segments_roll_at_segment_bytes_max_whatever_the_step() {
+    for step in [4 << 10, 12 << 10, 64 << 10, 1 << 20] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let segment = 64 << 10;
+        let config = LogConfig {
+            segment_bytes_max: segment,
+            preallocate_step_bytes: step,
+            ..small_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), config).expect("open");
+        let b = batch_of(4, 200, 0);
+        for _ in 0..300 {
+            log.append(&b).expect("append");
+            assert!(active_log_len(dir.path()) <= segment, "step {step}");
+        }
+        log.flush().expect("flush");
+        assert!(log.segment_count() > 3);
+        let per_segment = segment / b.len() as u64 * b.len() as u64;
+        let mut logs: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        logs.pop();
+        for p in logs {
+            let len = std::fs::metadata(&p).expect("stat").len();
+            assert_eq!(
+                len,
+                per_segment,
+                "step {step}: sealed {} holds as many batches as fit",
+                p.display()
+            );
+        }
+    }
 }
