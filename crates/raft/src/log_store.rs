@@ -411,6 +411,9 @@ impl<C: SkeinTypes> RaftLogReader<C> for LogReader<C> {
 
 type FlushRequest<C> = LogFlushed<C>;
 
+/// Appends waiting for the group's flusher, at most (each one fsync covers all that wait).
+const FLUSH_REQUESTS_MAX: usize = 1024;
+
 /// Openraft's log storage for one group, on that group's [`PartitionLog`].
 ///
 /// Appends that follow a snapshot installed beyond the end of the local log wait (up to 30 s)
@@ -420,7 +423,7 @@ type FlushRequest<C> = LogFlushed<C>;
 #[derive(Debug)]
 pub struct LogStore<C: SkeinTypes> {
     shared: Arc<LogShared>,
-    flush_tx: mpsc::UnboundedSender<FlushRequest<C>>,
+    flush_tx: mpsc::Sender<FlushRequest<C>>,
     max_read_bytes: u64,
     /// openraft's storage suite appends with holes in the index sequence, which a partition log
     /// refuses by design; only the suite's builder fills them with blank entries.
@@ -431,7 +434,7 @@ pub struct LogStore<C: SkeinTypes> {
 impl<C: SkeinTypes> LogStore<C> {
     /// A log store on `shared`; spawns the group-commit flusher on the current tokio runtime.
     pub(crate) fn new(shared: Arc<LogShared>, max_read_bytes: u64) -> Self {
-        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let (flush_tx, flush_rx) = mpsc::channel(FLUSH_REQUESTS_MAX);
         tokio::spawn(run_flusher::<C>(shared.clone(), flush_rx));
         LogStore {
             shared,
@@ -513,7 +516,7 @@ impl<C: SkeinTypes> LogStore<C> {
 
 async fn run_flusher<C: SkeinTypes>(
     shared: Arc<LogShared>,
-    mut rx: mpsc::UnboundedReceiver<FlushRequest<C>>,
+    mut rx: mpsc::Receiver<FlushRequest<C>>,
 ) {
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -672,7 +675,9 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
                     .map_err(write_err)?;
             }
         }
-        self.flush_tx.send(callback).map_err(|_| {
+        // Bounded: a flusher behind a slow disk makes appends wait instead of queueing without
+        // limit.
+        self.flush_tx.send(callback).await.map_err(|_| {
             write_err(std::io::Error::other(
                 "the group's flusher has stopped; the log cannot be made durable",
             ))
