@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use skein_client::{Acks, AssignmentStrategy, Compression, TopicPartitions, DEFAULT_BROKERS};
+use skein_client::{
+    Acks, AssignmentStrategy, Compression, OffsetReset, TopicPartitions, DEFAULT_BROKERS,
+};
 
 use crate::parse::{parse_config_pair, parse_datetime_ms, parse_duration, parse_topic_partitions};
 
@@ -212,20 +214,29 @@ pub struct ConsumeArgs {
     /// Topic to read.
     pub topic: String,
     /// Consume as a member of this consumer group: read the partitions the group assigns,
-    /// starting at the group's committed offsets, and commit what is printed (also on exit).
+    /// starting at the group's committed offsets, and commit the position (the next record
+    /// not printed) of every assigned partition as it goes and on exit, also of partitions
+    /// where nothing arrived.
     #[arg(long, value_name = "G", conflicts_with_all = ["partition", "offset", "from_datetime"])]
     pub group: Option<String>,
     /// With --group: the assignment strategy asked of the coordinator.
     #[arg(long, value_name = "STRATEGY", requires = "group", value_parser = parse_strategy)]
     pub strategy: Option<AssignmentStrategy>,
     /// Start at the earliest offset still in the log (default: only new records). With
-    /// --group: only for partitions the group has no commit for.
-    #[arg(long, conflicts_with_all = ["offset", "from_datetime"])]
+    /// --group: only for partitions the group has no commit for. Short for --reset earliest.
+    #[arg(long, conflicts_with_all = ["offset", "from_datetime", "reset"])]
     pub from_beginning: bool,
+    /// Where to start in a partition without a position: with --group, one the group has no
+    /// commit for; without, every partition unless --offset or --from-datetime says where.
+    /// Also where to go when a position falls out of the log (retention). `earliest`, `latest`
+    /// (the default: only new records) or `none` (such a partition is an error).
+    #[arg(long, value_name = "earliest|latest|none", value_parser = parse_reset)]
+    pub reset: Option<OffsetReset>,
     /// Read only this partition (default: all partitions of the topic).
     #[arg(long)]
     pub partition: Option<u32>,
-    /// Start at this offset (needs --partition).
+    /// Start at this offset (needs --partition); it must be in the log, between the log start
+    /// offset and the high watermark (see `skein topic describe`).
     #[arg(long, requires = "partition", conflicts_with = "from_datetime")]
     pub offset: Option<u64>,
     /// Start at the first record at or after this time, RFC 3339 (2024-05-01T12:00:00Z).
@@ -252,6 +263,21 @@ fn parse_compression(s: &str) -> Result<Compression, String> {
 
 fn parse_strategy(s: &str) -> Result<AssignmentStrategy, String> {
     s.parse()
+}
+
+fn parse_reset(s: &str) -> Result<OffsetReset, String> {
+    s.parse()
+}
+
+impl ConsumeArgs {
+    /// The reset policy in effect: `--reset`, or earliest with `--from-beginning`, else latest.
+    pub fn reset_policy(&self) -> OffsetReset {
+        match (self.reset, self.from_beginning) {
+            (Some(r), _) => r,
+            (None, true) => OffsetReset::Earliest,
+            (None, false) => OffsetReset::Latest,
+        }
+    }
 }
 
 impl GroupResetArgs {
@@ -455,6 +481,26 @@ mod tests {
         };
         assert_eq!(c.strategy, Some(AssignmentStrategy::CooperativeSticky));
         assert!(parse(&["consume", "t", "--group", "g", "--partition", "1"]).is_err());
+        for (flags, expected) in [
+            (&[][..], OffsetReset::Latest),
+            (&["--from-beginning"], OffsetReset::Earliest),
+            (&["--reset", "earliest"], OffsetReset::Earliest),
+            (&["--reset", "latest"], OffsetReset::Latest),
+            (&["--reset", "none"], OffsetReset::Error),
+        ] {
+            let mut args = vec!["consume", "t", "--group", "g"];
+            args.extend_from_slice(flags);
+            let cli = parse(&args).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+            let Command::Consume(c) = cli.command else {
+                panic!("consume")
+            };
+            assert_eq!(c.reset_policy(), expected, "{flags:?}");
+        }
+        assert!(parse(&["consume", "t", "--reset", "smallest"]).is_err());
+        assert!(
+            parse(&["consume", "t", "--from-beginning", "--reset", "none"]).is_err(),
+            "--from-beginning is short for --reset earliest"
+        );
         assert!(
             parse(&["consume", "t", "--strategy", "range"]).is_err(),
             "needs --group"

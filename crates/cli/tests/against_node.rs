@@ -241,3 +241,150 @@ fn errors_say_what_to_do() {
         text(&o)
     );
 }
+
+fn lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_group_skips_nothing_written_to_partitions_that_were_empty_while_it_ran() {
+    let node = Node::start();
+    let o = node.skein(&["topic", "create", "four", "--partitions", "4"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = node.skein(&["produce", "four", "--partition", "0"], Some("a\nb\n"));
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Only partition 0 has records while the group first runs.
+    let first = [
+        "consume",
+        "four",
+        "--group",
+        "g",
+        "--from-beginning",
+        "--max-messages",
+        "2",
+        "--idle-timeout",
+        "20s",
+    ];
+    let o = node.skein(&first, None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(lines(&o), vec!["a", "b"], "{}", text(&o));
+
+    // Then every partition gets a record; the same group, without --from-beginning, reads
+    // every one of them (positions were committed also for the partitions that were empty).
+    for p in ["0", "1", "2", "3"] {
+        let value = format!("new-{p}");
+        let o = node.skein(
+            &["produce", "four", "--partition", p, "--value", &value],
+            None,
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let second = [
+        "consume",
+        "four",
+        "--group",
+        "g",
+        "--max-messages",
+        "4",
+        "--idle-timeout",
+        "20s",
+    ];
+    let o = node.skein(&second, None);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut got = lines(&o);
+    got.sort();
+    assert_eq!(
+        got,
+        vec!["new-0", "new-1", "new-2", "new-3"],
+        "{}",
+        text(&o)
+    );
+
+    let o = node.skein(&["group", "describe", "g", "--output", "json"], None);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn out_of_range_offsets_reset_none_and_empty_groups_are_explained() {
+    let node = Node::start();
+    let o = node.skein(&["topic", "create", "short", "--partitions", "1"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = node.skein(&["produce", "short"], Some("x\ny\nz\n"));
+    assert!(o.status.success(), "{}", text(&o));
+
+    // An explicit offset past the end is an error naming both bounds, not "0 records".
+    let o = node.skein(
+        &["consume", "short", "--partition", "0", "--offset", "999999"],
+        None,
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("999999") && err.contains("from 0") && err.contains("to 3"),
+        "{}",
+        text(&o)
+    );
+    // The end itself is a valid start (nothing to print yet).
+    let o = node.skein(
+        &[
+            "consume",
+            "short",
+            "--partition",
+            "0",
+            "--offset",
+            "3",
+            "--idle-timeout",
+            "200ms",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+
+    // --reset none: a partition without a commit is an error saying what to do.
+    let o = node.skein(
+        &[
+            "consume",
+            "short",
+            "--group",
+            "quiet",
+            "--reset",
+            "none",
+            "--idle-timeout",
+            "5s",
+        ],
+        None,
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("reset policy is none") && err.contains("skein group reset"),
+        "{}",
+        text(&o)
+    );
+
+    // The group joined and left without a commit: listed as Empty, and describable.
+    let o = node.skein(&["group", "list"], None);
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("quiet"),
+        "{}",
+        text(&o)
+    );
+    let o = node.skein(&["group", "describe", "quiet"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("state: Empty"),
+        "{}",
+        text(&o)
+    );
+    let o = node.skein(&["group", "describe", "never-seen"], None);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+        "{}",
+        text(&o)
+    );
+}

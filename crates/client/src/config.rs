@@ -189,6 +189,10 @@ impl fmt::Display for Compression {
     }
 }
 
+/// Default of [`ProducerConfig::request_bytes_max`]: half the broker's default limit on a
+/// request (16 MiB), leaving room for the request's framing and a broker limit set lower.
+pub const REQUEST_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
+
 /// How a [`crate::Producer`] batches, compresses and acknowledges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerConfig {
@@ -205,7 +209,11 @@ pub struct ProducerConfig {
     /// Limit on the bytes of records buffered and in flight; `send` waits for space
     /// (backpressure) once it is reached.
     pub buffer_bytes_max: usize,
-    /// Limit on the batch bytes of one produce request to one broker.
+    /// Limit on one produce request to one broker: its batches' bytes plus the framing of
+    /// each partition and batch (what the broker's gRPC decoder counts). Partitions led by the
+    /// same broker share requests up to this size; more go in further requests. Keep it below
+    /// the broker's `limits.request_bytes_max` (16 MiB by default), which refuses larger
+    /// requests. At least `batch_bytes_max`; a single record larger than that is sent alone.
     pub request_bytes_max: usize,
     /// Idempotence: the producer gets a producer id and stamps sequence numbers, so retries
     /// never write a record twice. On by default.
@@ -220,7 +228,7 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             batch_bytes_max: 64 * 1024,
             buffer_bytes_max: 32 * 1024 * 1024,
-            request_bytes_max: 4 * 1024 * 1024,
+            request_bytes_max: REQUEST_BYTES_MAX_DEFAULT,
             idempotence: true,
         }
     }
@@ -241,7 +249,10 @@ impl ProducerConfig {
         if self.request_bytes_max < self.batch_bytes_max {
             return Err(invalid(
                 "request_bytes_max",
-                "must be at least batch_bytes_max",
+                format!(
+                    "({}) must be at least batch_bytes_max ({})",
+                    self.request_bytes_max, self.batch_bytes_max
+                ),
             ));
         }
         // The semaphore that bounds the buffer counts permits in u32.
@@ -264,8 +275,34 @@ pub enum OffsetReset {
     /// The high watermark: only records produced from now on. The default (like Kafka).
     #[default]
     Latest,
-    /// Report [`ClientError::OffsetOutOfRange`] to the caller.
+    /// Guess nothing (`none` in the CLI): a partition without a position is
+    /// [`ClientError::NoStartPosition`], a position outside the log is
+    /// [`ClientError::OffsetOutOfRange`].
     Error,
+}
+
+impl FromStr for OffsetReset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "earliest" => Ok(OffsetReset::Earliest),
+            "latest" => Ok(OffsetReset::Latest),
+            "none" | "error" => Ok(OffsetReset::Error),
+            other => Err(format!(
+                "unknown reset policy `{other}`: use `earliest`, `latest` or `none`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OffsetReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+            OffsetReset::Error => "none",
+        })
+    }
 }
 
 /// How a [`crate::Consumer`] fetches.
@@ -391,13 +428,17 @@ pub struct GroupConsumerConfig {
     pub heartbeat_interval: Option<Duration>,
     /// The assignment strategy asked of the coordinator.
     pub strategy: AssignmentStrategy,
-    /// Commit the positions of handed-out records every `auto_commit_interval` (from `poll`),
-    /// before partitions are revoked, and on `close`.
+    /// Commit the position of every owned partition (the next record not handed out) every
+    /// `auto_commit_interval` (from `poll`), before partitions are revoked, and on `close`;
+    /// and the start position of a partition the group has no commit for as soon as
+    /// `auto_offset_reset` has fixed it, also when no record arrives there.
     pub enable_auto_commit: bool,
     /// Interval of auto-commits.
     pub auto_commit_interval: Duration,
     /// Start position of an assigned partition the group has no commit for (and where to go
-    /// when a position falls out of the log). Replaces `fetch.offset_reset`.
+    /// when a position falls out of the log): earliest, latest (the default, like Kafka), or
+    /// [`OffsetReset::Error`] to refuse such a partition with [`ClientError::NoStartPosition`].
+    /// Replaces `fetch.offset_reset`.
     pub auto_offset_reset: OffsetReset,
     /// Send LeaveGroup on close (so the group rebalances at once). `None`: yes for dynamic
     /// members, no for static ones (a static member that restarts within the session timeout
@@ -502,6 +543,18 @@ mod tests {
     }
 
     #[test]
+    fn request_bytes_max_must_hold_a_batch() {
+        let c = ProducerConfig {
+            batch_bytes_max: 1 << 20,
+            request_bytes_max: 512 << 10,
+            ..ProducerConfig::default()
+        };
+        let e = c.validate().expect_err("a request smaller than a batch");
+        assert!(e.to_string().contains("request_bytes_max"), "{e}");
+        assert!(ProducerConfig::default().request_bytes_max < 16 << 20);
+    }
+
+    #[test]
     fn backoff_bounds_are_checked() {
         let c = ClientConfig {
             retry_backoff_min: Duration::from_secs(5),
@@ -531,6 +584,15 @@ mod tests {
             assert_eq!(word.parse::<AssignmentStrategy>(), Ok(strategy));
         }
         assert!("sticky-ish".parse::<AssignmentStrategy>().is_err());
+        for reset in [
+            OffsetReset::Earliest,
+            OffsetReset::Latest,
+            OffsetReset::Error,
+        ] {
+            assert_eq!(reset.to_string().parse::<OffsetReset>(), Ok(reset));
+        }
+        assert_eq!("NONE".parse::<OffsetReset>(), Ok(OffsetReset::Error));
+        assert!("smallest".parse::<OffsetReset>().is_err());
         assert_eq!(
             AssignmentStrategy::CooperativeSticky.to_string(),
             "cooperative-sticky"

@@ -144,6 +144,33 @@ impl Consumer {
         Ok(())
     }
 
+    /// Like [`Consumer::seek`], but first checks that `offset` is in the log: between the log
+    /// start offset and the high watermark (both included: the high watermark is where the
+    /// next record will be). Outside, [`ClientError::OffsetOutOfRange`] names both bounds.
+    pub async fn seek_in_range(&mut self, tp: &TopicPartition, offset: u64) -> Result<()> {
+        self.state_mut(tp)?;
+        let answers = list_offsets(&self.client, &[(tp.clone(), OffsetSpec::Latest)]).await?;
+        let Some(a) = answers.into_iter().next() else {
+            return Err(ClientError::CorruptResponse {
+                what: format!("list offsets of {tp}"),
+                reason: "no answer for the partition".into(),
+            });
+        };
+        if !(a.log_start_offset..=a.high_watermark).contains(&offset) {
+            return Err(out_of_range(
+                tp,
+                offset,
+                a.log_start_offset,
+                a.high_watermark,
+            ));
+        }
+        self.seek(tp, offset)?;
+        let s = self.state_mut(tp)?;
+        s.log_start_offset = Some(a.log_start_offset);
+        s.high_watermark = Some(a.high_watermark);
+        Ok(())
+    }
+
     /// Moves `tps` (all assigned partitions when empty) to their log start offsets.
     pub async fn seek_to_beginning(&mut self, tps: &[TopicPartition]) -> Result<()> {
         self.seek_to_spec(tps, OffsetSpec::Earliest).await
@@ -279,9 +306,15 @@ impl Consumer {
         match self.config.offset_reset {
             OffsetReset::Earliest => self.seek_to_spec(&missing, OffsetSpec::Earliest).await,
             OffsetReset::Latest => self.seek_to_spec(&missing, OffsetSpec::Latest).await,
-            OffsetReset::Error => Err(ClientError::OffsetOutOfRange {
-                what: format!("partition {}", missing[0]),
-                message: "no start position and offset_reset is Error; call seek first".into(),
+            OffsetReset::Error => Err(ClientError::NoStartPosition {
+                what: format!(
+                    "partition {}",
+                    missing
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             }),
         }
     }
@@ -393,7 +426,12 @@ impl Consumer {
                 s.log_start_offset = Some(r.log_start_offset);
                 s.high_watermark = Some(r.high_watermark);
                 return match reset {
-                    OffsetReset::Error => Err(e),
+                    OffsetReset::Error => Err(out_of_range(
+                        tp,
+                        offset,
+                        r.log_start_offset,
+                        r.high_watermark,
+                    )),
                     OffsetReset::Earliest | OffsetReset::Latest => {
                         tracing::info!(%tp, offset, "offset out of range; resetting");
                         s.fetch_position = None;
@@ -458,5 +496,16 @@ impl Consumer {
         };
         tracing::debug!(%tp, error = %e, "fetch failed; retrying");
         Ok(())
+    }
+}
+
+/// An explicit position outside `[start, end]` (log start offset, high watermark).
+fn out_of_range(tp: &TopicPartition, offset: u64, start: u64, end: u64) -> ClientError {
+    ClientError::OffsetOutOfRange {
+        what: format!("partition {tp}"),
+        message: format!(
+            "offset {offset} is outside the log, which holds offsets from {start} (log start) \
+             to {end} (high watermark, the next offset written)"
+        ),
     }
 }

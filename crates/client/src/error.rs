@@ -131,6 +131,18 @@ pub enum ClientError {
         message: String,
     },
 
+    /// A partition has no start position: no committed offset (or no seek), and the reset
+    /// policy is [`crate::OffsetReset::Error`] (`--reset none`), which forbids guessing one.
+    #[error(
+        "{what}: no committed offset to start from and the reset policy is none; commit a \
+         position first (`skein group reset GROUP --topic TOPIC:PARTITION --to-earliest \
+         --execute`), seek explicitly, or choose the reset policy earliest or latest"
+    )]
+    NoStartPosition {
+        /// The partition (and group) concerned.
+        what: String,
+    },
+
     /// Any other error the broker reported, with its stable code.
     #[error("{what}: broker error {}: {message}{}", code.as_str_name(), code_advice(*.code))]
     Broker {
@@ -292,6 +304,7 @@ impl ClientError {
             | ClientError::ProducerClosed
             | ClientError::ConsumerClosed
             | ClientError::NotAssigned { .. }
+            | ClientError::NoStartPosition { .. }
             | ClientError::Compression { .. } => None,
         }
     }
@@ -321,6 +334,7 @@ impl ClientError {
             | ClientError::ProducerClosed
             | ClientError::ConsumerClosed
             | ClientError::NotAssigned { .. }
+            | ClientError::NoStartPosition { .. }
             | ClientError::Compression { .. } => false,
         }
     }

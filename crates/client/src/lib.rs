@@ -20,6 +20,12 @@
 //!   producer id and sequence, and the broker answers a retried batch with its first offset.
 //! - **Bounded memory**: the producer's buffer is limited by
 //!   [`ProducerConfig::buffer_bytes_max`]; `send` waits for space instead of growing.
+//! - **Requests within limits**: a produce request never exceeds
+//!   [`ProducerConfig::request_bytes_max`] (below the broker's own limit by default); batches of
+//!   partitions led by one broker are split over as many requests as that takes.
+//! - **Positions like Kafka's**: a [`GroupConsumer`] commits the position (the next record to
+//!   hand out) of every assigned partition, also of one where nothing arrived, so a later member
+//!   starts there; without a commit it starts as [`GroupConsumerConfig::auto_offset_reset`] says.
 //!
 //! # Producer
 //! ```no_run
@@ -121,8 +127,8 @@ pub use crate::cluster::{
 };
 pub use crate::config::{
     parse_broker_list, Acks, AssignmentStrategy, ClientConfig, Compression, ConsumerConfig,
-    GroupConsumerConfig, OffsetReset, ProducerConfig, DEFAULT_BROKERS, SESSION_TIMEOUT_MAX,
-    SESSION_TIMEOUT_MIN,
+    GroupConsumerConfig, OffsetReset, ProducerConfig, DEFAULT_BROKERS, REQUEST_BYTES_MAX_DEFAULT,
+    SESSION_TIMEOUT_MAX, SESSION_TIMEOUT_MIN,
 };
 pub use crate::consumer::Consumer;
 pub use crate::error::{ClientError, ErrorCode, LeaderHint, Result};

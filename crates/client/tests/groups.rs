@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use skein_client::{
-    Admin, AssignmentStrategy, Client, ClientConfig, ErrorCode, GroupConsumer, GroupConsumerConfig,
-    GroupEvent, OffsetAndMetadata, OffsetReset, Producer, ProducerConfig, ProducerRecord,
-    ResetStrategy, TopicPartition, TopicPartitions,
+    Admin, AssignmentStrategy, Client, ClientConfig, ClientError, ErrorCode, GroupConsumer,
+    GroupConsumerConfig, GroupEvent, OffsetAndMetadata, OffsetReset, Producer, ProducerConfig,
+    ProducerRecord, ResetStrategy, TopicPartition, TopicPartitions,
 };
 use support::fake_broker::FakeCluster;
 use tokio::time::{timeout, Instant};
@@ -485,5 +485,148 @@ async fn admin_lists_describes_resets_and_deletes_groups() {
         .await
         .expect("delete an empty group");
     let e = admin.describe_group("g").await.expect_err("gone");
+    assert_eq!(e.code(), Some(ErrorCode::GroupNotFound));
+}
+
+/// Polls until `n` records have arrived; returns (partition, value) pairs.
+async fn records(c: &mut GroupConsumer, n: usize) -> Vec<(u32, String)> {
+    let mut got = Vec::new();
+    timeout(LIMIT, async {
+        while got.len() < n {
+            if let GroupEvent::Records(r) = c.poll_event().await.expect("poll") {
+                got.extend(r.into_iter().map(|r| {
+                    let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+                    (r.partition, v.into_owned())
+                }));
+            }
+        }
+    })
+    .await
+    .expect("the records in time");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_of_partitions_where_nothing_arrived_are_committed_so_nothing_is_skipped() {
+    let cluster = FakeCluster::default();
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("t", &[1, 1, 1, 1]);
+    produce(&addr, "t", 0, &["a", "b"]).await;
+
+    // First run: reset earliest, auto-commit; only partition 0 has records.
+    let mut first = config("g", AssignmentStrategy::Range);
+    first.enable_auto_commit = true;
+    first.auto_commit_interval = Duration::from_secs(60);
+    let mut c = GroupConsumer::new(client(&addr), first).expect("consumer");
+    c.subscribe(["t"]);
+    assert_eq!(
+        records(&mut c, 2).await,
+        vec![(0, "a".into()), (0, "b".into())]
+    );
+    c.close().await.expect("close commits");
+    assert_eq!(cluster.committed("g", "t", 0), Some(2));
+    for p in 1..4 {
+        assert_eq!(
+            cluster.committed("g", "t", p),
+            Some(0),
+            "empty partition {p}"
+        );
+    }
+
+    // Meanwhile every partition gets a record; a run with reset latest (the default) reads
+    // them all from the committed positions.
+    for p in 0..4 {
+        produce(&addr, "t", p, &[&format!("new-{p}")]).await;
+    }
+    let mut second = config("g", AssignmentStrategy::Range);
+    second.auto_offset_reset = OffsetReset::Latest;
+    let mut c = GroupConsumer::new(client(&addr), second).expect("consumer");
+    c.subscribe(["t"]);
+    let mut got = records(&mut c, 4).await;
+    got.sort();
+    let want: Vec<(u32, String)> = (0..4).map(|p| (p, format!("new-{p}"))).collect();
+    assert_eq!(got, want);
+    c.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_position_is_committed_once_known_without_waiting_for_the_interval() {
+    let cluster = FakeCluster::default();
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("t", &[1, 1]);
+    produce(&addr, "t", 1, &["x", "y", "z"]).await;
+    let mut cfg = config("g", AssignmentStrategy::Range);
+    cfg.enable_auto_commit = true;
+    cfg.auto_commit_interval = Duration::from_secs(3600);
+    cfg.auto_offset_reset = OffsetReset::Latest;
+    let mut c = GroupConsumer::new(client(&addr), cfg).expect("consumer");
+    c.subscribe(["t"]);
+    let deadline = Instant::now() + LIMIT;
+    while cluster.committed("g", "t", 0).is_none() || cluster.committed("g", "t", 1).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "start positions committed in time"
+        );
+        c.poll_event().await.expect("poll");
+    }
+    assert_eq!(cluster.committed("g", "t", 0), Some(0));
+    assert_eq!(cluster.committed("g", "t", 1), Some(3), "latest: the end");
+    c.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_none_refuses_an_assigned_partition_without_a_commit() {
+    let cluster = FakeCluster::default();
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("t", &[1, 1]);
+    cluster.set_committed("g", "t", 0, 0);
+    let mut cfg = config("g", AssignmentStrategy::Range);
+    cfg.auto_offset_reset = OffsetReset::Error;
+    let mut c = GroupConsumer::new(client(&addr), cfg).expect("consumer");
+    c.subscribe(["t"]);
+    let e = timeout(LIMIT, async {
+        loop {
+            if let Err(e) = c.poll_event().await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("an error in time");
+    assert!(matches!(e, ClientError::NoStartPosition { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("t:1") && !e.to_string().contains("t:0"),
+        "{e}"
+    );
+    c.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listed_group_can_be_described_even_without_members_or_commits() {
+    let cluster = FakeCluster::default();
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("t", &[1]);
+    // A member joins and leaves without committing anything.
+    let mut c = GroupConsumer::new(client(&addr), config("quiet", AssignmentStrategy::Range))
+        .expect("consumer");
+    c.subscribe(["t"]);
+    assert!(matches!(next_event(&mut c).await, GroupEvent::Assigned(_)));
+    c.close().await.expect("close");
+    assert_eq!(cluster.committed("quiet", "t", 0), None);
+
+    let admin = Admin::new(client(&addr));
+    let listed = admin.list_groups().await.expect("list");
+    assert!(listed
+        .iter()
+        .any(|g| g.group == "quiet" && g.state == "Empty"));
+    let d = admin.describe_group("quiet").await.expect("described");
+    assert_eq!(
+        (d.state.as_str(), d.members.len(), d.partitions.len()),
+        ("Empty", 0, 0)
+    );
+    let e = admin
+        .describe_group("never-seen")
+        .await
+        .expect_err("unknown");
     assert_eq!(e.code(), Some(ErrorCode::GroupNotFound));
 }

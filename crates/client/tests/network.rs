@@ -512,3 +512,125 @@ async fn dropping_the_producer_still_delivers_buffered_records() {
         .expect("acknowledged");
     assert_eq!(meta.offset, 0);
 }
+
+/// Sends `partitions * per_partition` records of 300 bytes, keyed across `partitions`
+/// partitions of one fake node that refuses produce requests over 256 KiB, through a producer
+/// with `request_bytes_max` and a 1 MiB buffer (backpressure: the records are ~3x that), and
+/// returns (acknowledged, failed, the largest request's batch bytes).
+async fn produce_under_a_request_limit(
+    request_bytes_max: usize,
+    per_partition: usize,
+) -> (usize, usize, usize) {
+    const PARTITIONS: u32 = 24;
+    const BROKER_LIMIT: usize = 256 * 1024;
+    let cluster = FakeCluster::default();
+    cluster.set_request_bytes_max(BROKER_LIMIT);
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("wide", &[1; PARTITIONS as usize]);
+    let producer = Producer::new(
+        client(&addr),
+        ProducerConfig {
+            // Long linger: batches fill up on every partition while requests are in flight,
+            // and `flush` drains them all at once.
+            linger: Duration::from_secs(10),
+            batch_bytes_max: 32 * 1024,
+            buffer_bytes_max: 1024 * 1024,
+            request_bytes_max,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .expect("producer");
+    let value = vec![b'v'; 300];
+    let mut deliveries = Vec::new();
+    for i in 0..PARTITIONS as usize * per_partition {
+        let p = (i % PARTITIONS as usize) as u32;
+        let record = ProducerRecord::new("wide", value.clone()).partition(p);
+        deliveries.push(producer.send(record).await.expect("accepted"));
+    }
+    producer.flush().await.expect("flushed");
+    let (mut ok, mut failed) = (0, 0);
+    for d in deliveries {
+        match d.await {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    (ok, failed, cluster.counters(1).produce_request_bytes_max)
+}
+
+#[tokio::test]
+async fn many_partitions_under_backpressure_fail_no_record_within_the_request_limit() {
+    let max = 128 * 1024;
+    // ~3 MB of records through a 1 MiB buffer into 24 partitions.
+    let (ok, failed, largest) = produce_under_a_request_limit(max, 400).await;
+    assert_eq!((ok, failed), (24 * 400, 0), "every record acknowledged");
+    assert!(largest <= max, "a request of {largest} batch bytes > {max}");
+}
+
+#[tokio::test]
+async fn request_bytes_max_decides_what_the_broker_accepts() {
+    // 24 partitions x ~30 KB drained by one flush: one request of ~700 KB with a limit above
+    // the broker's 256 KiB, which refuses it; a limit below it splits the same records.
+    let (ok, failed, _) = produce_under_a_request_limit(1024 * 1024, 100).await;
+    assert!(
+        failed > 0,
+        "the broker refused the oversized request ({ok} ok)"
+    );
+    let (ok, failed, largest) = produce_under_a_request_limit(200 * 1024, 100).await;
+    assert_eq!((ok, failed), (2400, 0));
+    assert!(largest <= 200 * 1024, "{largest}");
+}
+
+#[tokio::test]
+async fn an_explicit_offset_outside_the_log_names_both_bounds() {
+    let cluster = FakeCluster::default();
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("short", &[1]);
+    let producer = Producer::new(client(&addr), quick_producer_config())
+        .await
+        .expect("producer");
+    for i in 0..5 {
+        producer
+            .send_and_wait(ProducerRecord::new("short", format!("r{i}")))
+            .await
+            .expect("acknowledged");
+    }
+    let mut consumer = Consumer::new(client(&addr), ConsumerConfig::default()).expect("consumer");
+    let tp = TopicPartition::new("short", 0);
+    consumer.assign([tp.clone()]);
+    let e = consumer
+        .seek_in_range(&tp, 999_999)
+        .await
+        .expect_err("past the end");
+    assert!(matches!(e, ClientError::OffsetOutOfRange { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("999999") && text.contains("from 0") && text.contains("to 5"),
+        "{text}"
+    );
+    // The high watermark itself is a valid position (the next record written).
+    consumer.seek_in_range(&tp, 5).await.expect("at the end");
+    consumer.seek_in_range(&tp, 3).await.expect("inside");
+    let records = consumer.poll().await.expect("poll");
+    assert_eq!(records.first().map(|r| r.offset), Some(3));
+}
+
+#[tokio::test]
+async fn reset_none_refuses_a_partition_without_a_position() {
+    let cluster = FakeCluster::default();
+    let addr = cluster.start_node(1).await;
+    cluster.create_topic("t", &[1]);
+    let mut consumer = Consumer::new(
+        client(&addr),
+        ConsumerConfig {
+            offset_reset: OffsetReset::Error,
+            ..ConsumerConfig::default()
+        },
+    )
+    .expect("consumer");
+    consumer.assign([TopicPartition::new("t", 0)]);
+    let e = consumer.poll().await.expect_err("no start position");
+    assert!(matches!(e, ClientError::NoStartPosition { .. }), "{e:?}");
+    assert!(e.to_string().contains("skein group reset"), "{e}");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use skein_client::{
     Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
-    GroupEvent, OffsetAndMetadata, OffsetReset, TopicPartition,
+    GroupEvent, OffsetReset, TopicPartition,
 };
 use tokio::time::Instant;
 
@@ -35,12 +35,48 @@ pub async fn run(client: &Client, a: ConsumeArgs) -> Result<()> {
     if let Some(group) = a.group.clone() {
         return run_group(client, a, &group).await;
     }
+    let tps = partitions_to_read(client, &a).await?;
+    let mut consumer = Consumer::new(
+        client.clone(),
+        ConsumerConfig {
+            fetch_wait_max: fetch_wait(a.idle_timeout),
+            offset_reset: a.reset_policy(),
+            ..ConsumerConfig::default()
+        },
+    )?;
+    consumer.assign(tps.clone());
+    start_positions(&mut consumer, &a, &tps).await?;
+    let mut p = Printing::new(&a);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    while !p.done() {
+        let records = tokio::select! {
+            r = consumer.poll() => r.with_context(|| format!("consume from {}", a.topic))?,
+            _ = &mut interrupted => break,
+        };
+        if records.is_empty() {
+            if p.idle() {
+                break;
+            }
+            continue;
+        }
+        if !p.print(&records)? {
+            // The reader closed the pipe (`| head`): it has seen enough.
+            break;
+        }
+    }
+    eprintln!("consumed {} records", p.printed);
+    Ok(())
+}
+
+/// The partitions `consume` without a group reads: `--partition`, or all of the topic.
+async fn partitions_to_read(client: &Client, a: &ConsumeArgs) -> Result<Vec<TopicPartition>> {
     let topic = Admin::new(client.clone())
         .describe_topic(&a.topic)
         .await
         .with_context(|| format!("read topic {}", a.topic))?;
     let count = topic.partitions.len() as u32;
-    let tps: Vec<TopicPartition> = match a.partition {
+    Ok(match a.partition {
         Some(p) if p >= count => bail!(
             "topic {} has {count} partitions (0..={}); pick one of those with --partition",
             a.topic,
@@ -52,231 +88,216 @@ pub async fn run(client: &Client, a: ConsumeArgs) -> Result<()> {
             .iter()
             .map(|p| TopicPartition::new(&a.topic, p.partition))
             .collect(),
-    };
-    let mut consumer = Consumer::new(
-        client.clone(),
-        ConsumerConfig {
-            fetch_wait_max: fetch_wait(a.idle_timeout),
-            offset_reset: if a.from_beginning {
-                OffsetReset::Earliest
-            } else {
-                OffsetReset::Latest
-            },
-            ..ConsumerConfig::default()
-        },
-    )?;
-    consumer.assign(tps.clone());
-    if a.from_beginning {
-        consumer
-            .seek_to_beginning(&[])
+    })
+}
+
+/// Sets the start position of every partition, as the flags say.
+async fn start_positions(
+    consumer: &mut Consumer,
+    a: &ConsumeArgs,
+    tps: &[TopicPartition],
+) -> Result<()> {
+    if let (Some(offset), Some(tp)) = (a.offset, tps.first()) {
+        // An explicit offset must be in the log: one past its end would wait for records that
+        // may never come, one before its start was deleted.
+        return consumer
+            .seek_in_range(tp, offset)
             .await
-            .context("seek to the beginning")?;
-    } else if let (Some(offset), Some(tp)) = (a.offset, tps.first()) {
-        consumer.seek(tp, offset)?;
-    } else if let Some(ts) = a.from_datetime {
-        consumer
+            .with_context(|| {
+                format!("cannot start at offset {offset}: pick --offset within the log's bounds, or --from-beginning")
+            });
+    }
+    if let Some(ts) = a.from_datetime {
+        return consumer
             .seek_to_timestamp(&[], ts)
             .await
-            .context("seek to the datetime")?;
-    } else {
-        consumer.seek_to_end(&[]).await.context("seek to the end")?;
+            .context("seek to the datetime");
     }
-
-    let max = a.max_messages.unwrap_or(u64::MAX);
-    let mut printed = 0u64;
-    let mut last_record = Instant::now();
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
-    let mut out = Vec::with_capacity(64 * 1024);
-    while printed < max {
-        let records = tokio::select! {
-            r = consumer.poll() => r.with_context(|| format!("consume from {}", a.topic))?,
-            _ = &mut interrupted => break,
-        };
-        if records.is_empty() {
-            if a.idle_timeout
-                .is_some_and(|idle| last_record.elapsed() >= idle)
-            {
-                break;
-            }
-            continue;
-        }
-        last_record = Instant::now();
-        out.clear();
-        for r in &records {
-            if printed >= max {
-                break;
-            }
-            format_record(&mut out, r, a.output);
-            printed += 1;
-        }
-        if !write_stdout(&out)? {
-            // The reader closed the pipe (`| head`): it has seen enough.
-            break;
-        }
-    }
-    eprintln!("consumed {printed} records");
-    Ok(())
-}
-
-/// What a group member has printed: per partition, the offset of the next record to print
-/// (what a commit sends).
-#[derive(Debug, Default)]
-pub(crate) struct Printed {
-    next: BTreeMap<TopicPartition, u64>,
-    /// Partitions printed from since the last commit.
-    dirty: BTreeMap<TopicPartition, u64>,
-}
-
-impl Printed {
-    pub(crate) fn record(&mut self, r: &ConsumerRecord) {
-        let tp = TopicPartition::new(&*r.topic, r.partition);
-        self.next.insert(tp.clone(), r.offset + 1);
-        self.dirty.insert(tp, r.offset + 1);
-    }
-
-    /// The offsets not committed yet (and forgets that they are pending).
-    pub(crate) fn take_dirty(&mut self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-        std::mem::take(&mut self.dirty)
-            .into_iter()
-            .map(|(tp, o)| (tp, OffsetAndMetadata::new(o)))
-            .collect()
-    }
-
-    /// Every printed position of `tps`, for a commit before they are revoked.
-    pub(crate) fn of(&self, tps: &[TopicPartition]) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-        tps.iter()
-            .filter_map(|tp| {
-                self.next
-                    .get(tp)
-                    .map(|o| (tp.clone(), OffsetAndMetadata::new(*o)))
-            })
-            .collect()
-    }
-
-    /// Forgets partitions this member no longer owns.
-    pub(crate) fn forget(&mut self, tps: &[TopicPartition]) {
-        for tp in tps {
-            self.next.remove(tp);
-            self.dirty.remove(tp);
-        }
-    }
-
-    /// Every printed position.
-    pub(crate) fn all(&self) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-        self.next
-            .iter()
-            .map(|(tp, o)| (tp.clone(), OffsetAndMetadata::new(*o)))
-            .collect()
+    match a.reset_policy() {
+        OffsetReset::Earliest => consumer
+            .seek_to_beginning(&[])
+            .await
+            .context("seek to the beginning"),
+        OffsetReset::Latest => consumer.seek_to_end(&[]).await.context("seek to the end"),
+        OffsetReset::Error => bail!(
+            "--reset none: no start position for topic {}; say where to start with \
+             --from-beginning, --partition P --offset N or --from-datetime, or use \
+             --reset earliest|latest",
+            a.topic
+        ),
     }
 }
 
-/// `consume --group`: joins the group, prints its assignment's records, commits what it has
-/// printed as it goes (asynchronously, in order), before partitions are revoked, and before it
-/// exits (--max-messages, --idle-timeout, Ctrl-C, a closed pipe).
+/// What one `consume` run has printed, and when it stops.
+#[derive(Debug)]
+pub(crate) struct Printing {
+    max: u64,
+    idle_timeout: Option<Duration>,
+    format: RecordFormat,
+    printed: u64,
+    last_record: Instant,
+    out: Vec<u8>,
+}
+
+impl Printing {
+    pub(crate) fn new(a: &ConsumeArgs) -> Self {
+        Printing {
+            max: a.max_messages.unwrap_or(u64::MAX),
+            idle_timeout: a.idle_timeout,
+            format: a.output,
+            printed: 0,
+            last_record: Instant::now(),
+            out: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// `--max-messages` records were printed.
+    pub(crate) fn done(&self) -> bool {
+        self.printed >= self.max
+    }
+
+    /// Records still to print before `--max-messages`.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.max - self.printed.min(self.max)
+    }
+
+    /// `--idle-timeout` passed without a record.
+    pub(crate) fn idle(&self) -> bool {
+        self.idle_timeout
+            .is_some_and(|idle| self.last_record.elapsed() >= idle)
+    }
+
+    /// Prints `records` (up to `--max-messages`); false when the reader closed the pipe, in
+    /// which case none of them counts as printed.
+    pub(crate) fn print(&mut self, records: &[ConsumerRecord]) -> Result<bool> {
+        self.last_record = Instant::now();
+        self.out.clear();
+        let n = usize::try_from(self.remaining()).unwrap_or(usize::MAX);
+        let take = records.len().min(n);
+        for r in &records[..take] {
+            format_record(&mut self.out, r, self.format);
+        }
+        if !write_stdout(&self.out)? {
+            return Ok(false);
+        }
+        self.printed += take as u64;
+        Ok(true)
+    }
+}
+
+/// What the group loop does after an event.
+enum Step {
+    Continue,
+    Stop,
+}
+
+/// `consume --group`: joins the group and prints its assignment's records. The position of
+/// every assigned partition (the next record not printed) is committed as it moves or becomes
+/// known (asynchronously, in order), before partitions are revoked, and before it exits
+/// (--max-messages, --idle-timeout, Ctrl-C, a closed pipe, an error) — also for partitions
+/// where nothing arrived, so that the next run skips nothing written there meanwhile.
 async fn run_group(client: &Client, a: ConsumeArgs, group: &str) -> Result<()> {
     let mut config = GroupConsumerConfig::new(group);
     config.client_id = "skein-cli".to_string();
     // Commits are made here, of exactly what was printed.
     config.enable_auto_commit = false;
-    config.auto_offset_reset = if a.from_beginning {
-        OffsetReset::Earliest
-    } else {
-        OffsetReset::Latest
-    };
+    config.auto_offset_reset = a.reset_policy();
     if let Some(s) = a.strategy {
         config.strategy = s;
     }
     config.fetch.fetch_wait_max = fetch_wait(a.idle_timeout);
     let mut consumer = GroupConsumer::new(client.clone(), config)?;
     consumer.subscribe([a.topic.clone()]);
-    let max = a.max_messages.unwrap_or(u64::MAX);
-    if let Some(m) = a.max_messages {
-        // Never take more records than will be printed.
-        consumer.set_max_poll_records(usize::try_from(m).unwrap_or(usize::MAX));
-    }
-    let mut printed_count = 0u64;
-    let mut printed = Printed::default();
-    let mut last_record = Instant::now();
+    let mut p = Printing::new(&a);
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
-    let mut out = Vec::with_capacity(64 * 1024);
     let mut failure = None;
-    while printed_count < max {
+    while !p.done() {
+        // Never take more records than will be printed: positions stay "printed up to here".
+        consumer.set_max_poll_records(usize::try_from(p.remaining()).unwrap_or(usize::MAX));
         let event = tokio::select! {
             r = consumer.poll_event() => r,
             _ = &mut interrupted => break,
         };
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                failure = Some(
-                    anyhow::Error::new(e)
-                        .context(format!("consume from {} as group {group}", a.topic)),
-                );
-                break;
-            }
+        let step = match event {
+            Ok(event) => on_group_event(&mut consumer, event, &mut p).await,
+            Err(e) => Err(anyhow::Error::new(e)),
         };
-        match event {
-            // Start positions come from the group's commits; nothing to do here.
-            GroupEvent::Assigned(_) => {}
-            GroupEvent::Revoked(tps) => {
-                if let Err(e) = consumer.commit_offsets(printed.of(&tps)).await {
-                    eprintln!("warning: commit before the rebalance failed: {e}");
-                }
-                printed.forget(&tps);
-            }
-            GroupEvent::Lost(tps) => {
-                eprintln!(
-                    "warning: lost partitions {} (the group moved on without this member);                      their records after the last commit will be printed again by their new owner",
-                    tps.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
-                );
-                printed.forget(&tps);
-            }
-            GroupEvent::Records(records) if records.is_empty() => {
-                if a.idle_timeout
-                    .is_some_and(|idle| last_record.elapsed() >= idle)
-                {
-                    break;
-                }
-            }
-            GroupEvent::Records(records) => {
-                last_record = Instant::now();
-                out.clear();
-                let mut batch = Vec::with_capacity(records.len());
-                for r in &records {
-                    if printed_count >= max {
-                        break;
-                    }
-                    format_record(&mut out, r, a.output);
-                    batch.push(r);
-                    printed_count += 1;
-                }
-                if !write_stdout(&out)? {
-                    // The reader closed the pipe: nothing of this batch is known to be seen.
-                    break;
-                }
-                for r in batch {
-                    printed.record(r);
-                }
-                // Commit as we go; the acknowledgement is not waited for (commits are sent
-                // in order, and the final commit below waits for all of them).
-                let pending = printed.take_dirty();
-                if let Err(e) = consumer.commit_offsets_async(pending).await {
-                    eprintln!("warning: commit failed: {e}");
-                }
+        match step {
+            Ok(Step::Continue) => {}
+            Ok(Step::Stop) => break,
+            Err(e) => {
+                failure = Some(e.context(format!("consume from {} as group {group}", a.topic)));
+                break;
             }
         }
     }
-    let commit = consumer.commit_offsets(printed.all()).await;
+    let commit = consumer.commit().await;
     let close = consumer.close().await;
-    eprintln!("consumed {printed_count} records");
+    eprintln!("consumed {} records", p.printed);
     if let Some(e) = failure {
         return Err(e);
     }
-    commit.with_context(|| format!("commit the printed offsets of group {group}"))?;
+    commit.with_context(|| format!("commit the positions of group {group}"))?;
     if let Err(e) = close {
         eprintln!("warning: leaving group {group} failed ({e}); the group rebalances after the session timeout");
+    }
+    Ok(())
+}
+
+async fn on_group_event(
+    consumer: &mut GroupConsumer,
+    event: GroupEvent,
+    p: &mut Printing,
+) -> Result<Step> {
+    match event {
+        // Start positions come from the group's commits or the reset policy.
+        GroupEvent::Assigned(_) => {}
+        GroupEvent::Revoked(_) => {
+            // The revoked partitions are still owned: their positions go with this commit.
+            if let Err(e) = consumer.commit().await {
+                eprintln!("warning: commit before the rebalance failed: {e}");
+            }
+        }
+        GroupEvent::Lost(tps) => eprintln!(
+            "warning: lost partitions {} (the group moved on without this member); their \
+             records after the last commit will be printed again by their new owner",
+            tps.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        GroupEvent::Records(records) => {
+            if records.is_empty() && p.idle() {
+                return Ok(Step::Stop);
+            }
+            if !records.is_empty() && !p.print(&records)? {
+                // The reader closed the pipe: nothing of this batch is known to be seen.
+                rewind(consumer, &records)?;
+                return Ok(Step::Stop);
+            }
+            // Positions moved (records printed) or became known (a partition's start from the
+            // reset policy): commit them without waiting; commits are sent in order, and the
+            // final commit waits for all of them.
+            if let Err(e) = consumer.commit_async().await {
+                eprintln!("warning: commit failed: {e}");
+            }
+        }
+    }
+    Ok(Step::Continue)
+}
+
+/// Moves each partition of `records` back to its first record in them (handed out, not
+/// printed), so that a commit does not pass them.
+fn rewind(consumer: &mut GroupConsumer, records: &[ConsumerRecord]) -> Result<()> {
+    let mut first: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+    for r in records {
+        first
+            .entry(TopicPartition::new(&*r.topic, r.partition))
+            .or_insert(r.offset);
+    }
+    for (tp, offset) in first {
+        consumer.seek(&tp, offset)?;
     }
     Ok(())
 }
@@ -315,30 +336,6 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(s.trim()).expect("json");
         assert_eq!(v["offset"], 7);
         assert_eq!(v["value"], "v");
-    }
-
-    #[test]
-    fn printed_offsets_are_committed_as_next_offsets() {
-        let mut p = Printed::default();
-        let mut r = record(Some(b"a"));
-        p.record(&r);
-        r.offset = 8;
-        p.record(&r);
-        r.partition = 1;
-        r.offset = 2;
-        p.record(&r);
-        let tp0 = TopicPartition::new("t", 0);
-        let tp1 = TopicPartition::new("t", 1);
-        let dirty = p.take_dirty();
-        assert_eq!(
-            dirty[&tp0].offset, 9,
-            "the next record after the last printed"
-        );
-        assert_eq!(dirty[&tp1].offset, 3);
-        assert!(p.take_dirty().is_empty(), "taken once");
-        assert_eq!(p.of(std::slice::from_ref(&tp1)).len(), 1);
-        p.forget(std::slice::from_ref(&tp1));
-        assert_eq!(p.all().keys().cloned().collect::<Vec<_>>(), vec![tp0]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::{strategy_from_proto, topic_partitions_from_proto, topic_partitions_t
 use crate::admin::Admin;
 use crate::cluster::timed;
 use crate::config::AssignmentStrategy;
-use crate::error::{ClientError, Result};
+use crate::error::{ClientError, ErrorCode, Result};
 use crate::record::TopicPartition;
 
 /// A group as `list_groups` shows it.
@@ -242,6 +242,19 @@ fn convert_description(r: pb::DescribeGroupResponse) -> GroupDescription {
     }
 }
 
+/// What is known of a group that only the listing shows: its state, no members, no commits.
+fn described_from_listing(l: GroupListing) -> GroupDescription {
+    GroupDescription {
+        group: l.group,
+        state: l.state,
+        generation: 0,
+        strategy: AssignmentStrategy::default(),
+        members: Vec::new(),
+        partitions: Vec::new(),
+        coordinator: l.coordinator,
+    }
+}
+
 fn convert_plan(group: &str, r: pb::ResetOffsetsResponse) -> ResetPlan {
     let mut entries: Vec<ResetPlanEntry> = r
         .plan
@@ -397,8 +410,23 @@ impl Admin {
     }
 
     /// A group's state, members, assignment, and committed offset, end offset and lag per
-    /// partition.
+    /// partition. Every group that [`Admin::list_groups`] shows can be described: a group the
+    /// coordinator's describe call does not know (it has neither members nor commits, e.g.
+    /// its members left before committing) is described from its listing, as Empty.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        match self.describe_group_call(group).await {
+            Err(e) if e.code() == Some(ErrorCode::GroupNotFound) => {
+                let listed = self.list_groups().await?;
+                match listed.into_iter().find(|l| l.group == group) {
+                    Some(l) => Ok(described_from_listing(l)),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn describe_group_call(&self, group: &str) -> Result<GroupDescription> {
         let coordinator = Coordinator::new(self.client().clone(), group);
         let what = format!("describe group {group}");
         let timeout = coordinator.timeout();

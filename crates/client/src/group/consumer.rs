@@ -234,6 +234,9 @@ pub struct GroupConsumer {
     heartbeat_task: Option<Task>,
     last_auto_commit: Instant,
     max_poll_records: usize,
+    /// Owned partitions without a group commit whose start position (from the reset policy)
+    /// was queued for commit (with auto-commit), so that it is queued only once.
+    start_queued: BTreeSet<TopicPartition>,
 }
 
 impl GroupConsumer {
@@ -264,6 +267,7 @@ impl GroupConsumer {
             heartbeat_task: None,
             last_auto_commit: Instant::now(),
             max_poll_records: 500,
+            start_queued: BTreeSet::new(),
             config,
         })
     }
@@ -519,6 +523,35 @@ impl GroupConsumer {
         }
     }
 
+    /// With auto-commit: queues a commit of the start position of every owned partition the
+    /// group has no commit for, as soon as the reset policy has fixed it (also when no record
+    /// arrives there), so that the next owner starts there and skips nothing written since
+    /// (Kafka commits the position of every assigned partition).
+    async fn commit_start_positions(&mut self) -> Result<()> {
+        if !self.config.enable_auto_commit || !self.shared.lock().joined {
+            return Ok(());
+        }
+        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = {
+            let m = self.shared.lock();
+            self.owned
+                .iter()
+                .filter(|tp| !m.committed.contains_key(*tp) && !self.start_queued.contains(*tp))
+                .filter_map(|tp| {
+                    let p = self.inner.position(tp)?;
+                    Some((tp.clone(), OffsetAndMetadata::new(p)))
+                })
+                .collect()
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let queued: Vec<TopicPartition> = offsets.keys().cloned().collect();
+        // The outcome is logged by the commit task; a failure is retried by auto-commit.
+        drop(self.enqueue(offsets).await?);
+        self.start_queued.extend(queued);
+        Ok(())
+    }
+
     async fn maybe_auto_commit(&mut self) -> Result<()> {
         if self.config.enable_auto_commit
             && self.last_auto_commit.elapsed() >= self.config.auto_commit_interval
@@ -579,6 +612,7 @@ impl GroupConsumer {
                     announce,
                 } => {
                     self.inner.assign(assignment.iter().cloned());
+                    self.start_queued.retain(|tp| assignment.contains(tp));
                     self.owned = assignment;
                     {
                         let mut m = self.shared.lock();
@@ -616,6 +650,7 @@ impl GroupConsumer {
                         r = self.inner.fill() => r?,
                         _ = shared.wake.notified() => continue,
                     }
+                    self.commit_start_positions().await?;
                     return Ok(GroupEvent::Records(
                         self.inner.take_buffered(self.max_poll_records),
                     ));

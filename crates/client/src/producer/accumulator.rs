@@ -137,6 +137,18 @@ impl PartitionQueue {
     }
 }
 
+/// Protobuf framing a produce request adds around each batch (field tag and length).
+pub(crate) const BATCH_FRAMING: usize = 6;
+/// Framing a produce request adds per partition, besides the topic name and the batches.
+pub(crate) const PARTITION_FRAMING: usize = 16;
+/// A produce request's own fields (acks, timeout) and slack.
+pub(crate) const REQUEST_FRAMING: usize = 64;
+
+/// Bytes `tp`'s entry takes in a produce request besides its batches.
+pub(crate) fn partition_framing(topic: &str) -> usize {
+    topic.len() + PARTITION_FRAMING
+}
+
 /// One record for [`Accumulator::append`].
 #[derive(Debug)]
 pub(crate) struct NewRecord<'a> {
@@ -309,7 +321,8 @@ impl Accumulator {
     }
 
     /// Takes the work that is due at `now` for partitions with no request in flight, marking
-    /// them in flight. Returns the work and the next instant at which more work falls due.
+    /// them in flight. A partition's work fits one produce request of `request_bytes_max`
+    /// (framing included), unless its first batch alone is larger. Returns the work and the next instant at which more work falls due.
     pub(crate) fn drain(
         &mut self,
         now: Instant,
@@ -330,13 +343,14 @@ impl Accumulator {
                 match q.retry_at {
                     Some(at) if at > now => earliest(at),
                     _ => {
-                        let mut bytes = 0;
+                        let mut bytes = REQUEST_FRAMING + partition_framing(&tp.topic);
                         let mut batches = Vec::new();
                         while let Some(b) = q.retry.front() {
-                            if !batches.is_empty() && bytes + b.bytes.len() > request_bytes_max {
+                            let size = b.bytes.len() + BATCH_FRAMING;
+                            if !batches.is_empty() && bytes + size > request_bytes_max {
                                 break;
                             }
-                            bytes += b.bytes.len();
+                            bytes += size;
                             if let Some(b) = q.retry.pop_front() {
                                 batches.push(b);
                             }
@@ -359,9 +373,9 @@ impl Accumulator {
                 continue;
             }
             let mut batches = Vec::new();
-            let mut bytes = 0usize;
+            let mut bytes = REQUEST_FRAMING + partition_framing(&tp.topic);
             while let Some(b) = q.closed.front() {
-                let size = b.builder.size();
+                let size = b.builder.size() + BATCH_FRAMING;
                 if !batches.is_empty() && bytes + size > request_bytes_max {
                     break;
                 }
@@ -372,7 +386,8 @@ impl Accumulator {
             }
             if q.closed.is_empty() && open_due == Some(true) {
                 let fits = q.open.as_ref().is_some_and(|o| {
-                    batches.is_empty() || bytes + o.builder.size() <= request_bytes_max
+                    batches.is_empty()
+                        || bytes + o.builder.size() + BATCH_FRAMING <= request_bytes_max
                 });
                 if fits {
                     if let Some(o) = q.open.take() {

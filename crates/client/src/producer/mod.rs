@@ -30,7 +30,10 @@ use crate::fxhash::FxHashMap;
 use crate::partitioner::partition_for_key;
 use crate::record::{now_ms, ProducerRecord, RecordMetadata, TopicPartition};
 
-use accumulator::{Accumulator, NewRecord, PartitionKey, SealedBatch, Work};
+use accumulator::{
+    partition_framing, Accumulator, NewRecord, PartitionKey, SealedBatch, Work, BATCH_FRAMING,
+    REQUEST_FRAMING,
+};
 pub use delivery::DeliveryFuture;
 
 #[derive(Debug)]
@@ -403,8 +406,9 @@ fn seal(builder: skein_record::BatchBuilder, codec: Compression) -> Bytes {
     }
 }
 
-/// Groups partitions by leader and starts one request per broker. Partitions whose leader is
-/// unknown are handled as failed attempts. Returns the number of requests started.
+/// Groups partitions by leader and starts requests to each broker, as many as it takes to
+/// keep every request within `request_bytes_max`. Partitions whose leader is unknown are
+/// handled as failed attempts. Returns the number of requests started.
 async fn dispatch(
     shared: &Arc<Shared>,
     sent: Vec<InFlight>,
@@ -422,22 +426,6 @@ async fn dispatch(
     }
     let mut started = 0;
     for (addr, group) in by_leader {
-        let request = pb::ProduceRequest {
-            acks: match shared.config.acks {
-                Acks::All => pb::Acks::All as i32,
-                Acks::Leader => pb::Acks::Leader as i32,
-            },
-            timeout_ms: u32::try_from(shared.client.config().request_timeout.as_millis())
-                .unwrap_or(u32::MAX),
-            partitions: group
-                .iter()
-                .map(|f| pb::PartitionBatches {
-                    topic: f.tp.topic.clone(),
-                    partition: f.tp.partition,
-                    batches: f.batches.iter().map(|b| b.bytes.clone()).collect(),
-                })
-                .collect(),
-        };
         let channel = match shared.client.channel(&addr) {
             Ok(c) => c,
             Err(e) => {
@@ -447,26 +435,86 @@ async fn dispatch(
                 continue;
             }
         };
-        // The broker's replication wait plus slack for the network.
-        let limit = shared.client.config().request_timeout + Duration::from_secs(5);
-        let done_tx = done_tx.clone();
-        started += 1;
-        tokio::spawn(async move {
-            let mut c = ProduceServiceClient::new(channel)
-                .max_decoding_message_size(crate::cluster::RESPONSE_BYTES_MAX)
-                .max_encoding_message_size(usize::MAX);
-            let result = timed("produce", &addr, limit, c.produce(request)).await;
-            // The sender outlives every request it started (it waits for their outcomes).
-            let _ = done_tx
-                .send(Outcome {
-                    addr,
-                    sent: group,
-                    result,
-                })
-                .await;
-        });
+        for part in pack_requests(group, shared.config.request_bytes_max) {
+            start_request(shared, channel.clone(), addr.clone(), part, done_tx.clone());
+            started += 1;
+        }
     }
     started
+}
+
+/// Bytes a partition's share adds to a produce request on the wire: its batches plus the
+/// protobuf framing of the partition entry and of each batch.
+fn request_bytes(f: &InFlight) -> usize {
+    partition_framing(&f.tp.topic)
+        + f.batches
+            .iter()
+            .map(|b| b.bytes.len() + BATCH_FRAMING)
+            .sum::<usize>()
+}
+
+/// Splits one broker's partitions into requests of at most `max` bytes each (in order). A
+/// partition's batches stay in one request (the accumulator drained them within the same
+/// limit); a partition larger than `max` on its own (one oversized record) goes alone.
+fn pack_requests(group: Vec<InFlight>, max: usize) -> Vec<Vec<InFlight>> {
+    let mut out: Vec<Vec<InFlight>> = Vec::new();
+    let mut current: Vec<InFlight> = Vec::new();
+    let mut bytes = REQUEST_FRAMING;
+    for f in group {
+        let size = request_bytes(&f);
+        if !current.is_empty() && bytes + size > max {
+            out.push(std::mem::take(&mut current));
+            bytes = REQUEST_FRAMING;
+        }
+        bytes += size;
+        current.push(f);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Sends one produce request from a task of its own; its outcome goes to `done_tx`.
+fn start_request(
+    shared: &Shared,
+    channel: tonic::transport::Channel,
+    addr: String,
+    group: Vec<InFlight>,
+    done_tx: mpsc::Sender<Outcome>,
+) {
+    let request = pb::ProduceRequest {
+        acks: match shared.config.acks {
+            Acks::All => pb::Acks::All as i32,
+            Acks::Leader => pb::Acks::Leader as i32,
+        },
+        timeout_ms: u32::try_from(shared.client.config().request_timeout.as_millis())
+            .unwrap_or(u32::MAX),
+        partitions: group
+            .iter()
+            .map(|f| pb::PartitionBatches {
+                topic: f.tp.topic.clone(),
+                partition: f.tp.partition,
+                batches: f.batches.iter().map(|b| b.bytes.clone()).collect(),
+            })
+            .collect(),
+    };
+    // The broker's replication wait plus slack for the network.
+    let limit = shared.client.config().request_timeout + Duration::from_secs(5);
+    tokio::spawn(async move {
+        let mut c = ProduceServiceClient::new(channel)
+            .max_decoding_message_size(crate::cluster::RESPONSE_BYTES_MAX)
+            .max_encoding_message_size(usize::MAX);
+        let result = timed("produce", &addr, limit, c.produce(request)).await;
+        // The sender outlives every request it started (it waits for their outcomes).
+        let _ = done_tx
+            .send(Outcome {
+                addr,
+                sent: group,
+                result,
+            })
+            .await;
+    });
 }
 
 /// Applies a produce answer. Returns true when a batch failed for good under idempotence, so
@@ -597,5 +645,68 @@ fn settle_rest(
             .finish(key, Vec::new(), Instant::now().into_std(), failed);
         tracing::warn!(%tp, error = %e, "produce failed; records reported to their senders");
         shared.config.idempotence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accumulator::BufferSpace;
+    use delivery::Completion;
+
+    fn inflight(partition: u32, batch_sizes: &[usize]) -> InFlight {
+        let key = PartitionKey::new("topic".into(), partition);
+        let sem = Arc::new(Semaphore::new(0));
+        let batches = batch_sizes
+            .iter()
+            .map(|n| SealedBatch {
+                bytes: Bytes::from(vec![0u8; *n]),
+                records: 1,
+                completion: Completion::new(key.topic.clone(), partition),
+                space: BufferSpace::new(sem.clone()),
+                attempts: 0,
+            })
+            .collect();
+        InFlight {
+            tp: key.to_topic_partition(),
+            key,
+            batches,
+        }
+    }
+
+    fn partitions(requests: &[Vec<InFlight>]) -> Vec<Vec<u32>> {
+        requests
+            .iter()
+            .map(|r| r.iter().map(|f| f.tp.partition).collect())
+            .collect()
+    }
+
+    #[test]
+    fn requests_to_one_broker_are_split_at_request_bytes_max() {
+        const MAX: usize = 10_000;
+        // Six partitions of ~4 KB each: two fit a request, a third would not.
+        let group: Vec<InFlight> = (0..6).map(|p| inflight(p, &[2000, 2000])).collect();
+        let requests = pack_requests(group, MAX);
+        assert_eq!(
+            partitions(&requests),
+            vec![vec![0, 1], vec![2, 3], vec![4, 5]]
+        );
+        for r in &requests {
+            let bytes = REQUEST_FRAMING + r.iter().map(request_bytes).sum::<usize>();
+            assert!(bytes <= MAX, "{bytes} > {MAX}");
+        }
+        // A partition larger than the limit on its own goes alone, in order.
+        let group = vec![
+            inflight(0, &[100]),
+            inflight(1, &[20_000]),
+            inflight(2, &[100]),
+        ];
+        assert_eq!(
+            partitions(&pack_requests(group, MAX)),
+            vec![vec![0], vec![1], vec![2]]
+        );
+        // Everything fits: one request.
+        let group: Vec<InFlight> = (0..6).map(|p| inflight(p, &[100])).collect();
+        assert_eq!(pack_requests(group, MAX).len(), 1);
     }
 }

@@ -56,6 +56,8 @@ pub struct Counters {
     pub heartbeats: usize,
     pub commits: usize,
     pub leaves: usize,
+    /// The largest sum of batch bytes seen in one produce request.
+    pub produce_request_bytes_max: usize,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +84,9 @@ struct ClusterState {
     /// Node that coordinates every group (0: the first node started).
     group_coordinator: u64,
     next_member: u64,
+    /// The gRPC decoding limit of nodes started from now on (tonic's 4 MiB when `None`), like
+    /// the broker's `limits.request_bytes_max`.
+    request_bytes_max: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,16 +146,26 @@ impl FakeCluster {
             cluster: self.clone(),
         };
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let mut produce = ProduceServiceServer::new(node.clone());
+        if let Some(max) = self.lock().request_bytes_max {
+            produce = produce.max_decoding_message_size(max);
+        }
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(MetadataServiceServer::new(node.clone()))
-                .add_service(ProduceServiceServer::new(node.clone()))
+                .add_service(produce)
                 .add_service(FetchServiceServer::new(node.clone()))
                 .add_service(GroupServiceServer::new(node))
                 .serve_with_incoming(incoming)
                 .await;
         });
         addr
+    }
+
+    /// Nodes started after this refuse produce requests larger than `max` bytes (gRPC
+    /// OUT_OF_RANGE "decoded message length too large", as the broker does).
+    pub fn set_request_bytes_max(&self, max: usize) {
+        self.lock().request_bytes_max = Some(max);
     }
 
     pub fn create_topic(&self, name: &str, leaders: &[u64]) {
@@ -187,6 +202,7 @@ impl FakeCluster {
             heartbeats: c.heartbeats,
             commits: c.commits,
             leaves: c.leaves,
+            produce_request_bytes_max: c.produce_request_bytes_max,
         }
     }
 
@@ -523,7 +539,14 @@ impl ProduceService for FakeNode {
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         let r = request.into_inner();
         let mut s = self.cluster.lock();
-        s.counters.entry(self.node_id).or_default().produce += 1;
+        let bytes: usize = r
+            .partitions
+            .iter()
+            .flat_map(|p| p.batches.iter().map(|b| b.len()))
+            .sum();
+        let counters = s.counters.entry(self.node_id).or_default();
+        counters.produce += 1;
+        counters.produce_request_bytes_max = counters.produce_request_bytes_max.max(bytes);
         let faults = s.faults.get(&self.node_id).cloned().unwrap_or_default();
         let mut results = Vec::new();
         let mut lose_ack = false;
@@ -1320,7 +1343,10 @@ impl GroupService for FakeNode {
         let s = &mut *guard;
         self.check_coordinator(s)?;
         let coordinator = coordinator_of(s);
-        let Some(g) = s.groups.get(&r.group) else {
+        // Like the broker: a group with neither members nor commits is not described (it is
+        // listed, as Empty).
+        let found = s.groups.get(&r.group);
+        let Some(g) = found.filter(|g| !g.members.is_empty() || !g.committed.is_empty()) else {
             return Ok(Response::new(pb::DescribeGroupResponse {
                 error: group_error(ErrorCode::GroupNotFound, "no such group"),
                 group: r.group,
