@@ -112,7 +112,12 @@ impl Default for NodeConfig {
             topic_defaults: TopicDefaults {
                 partitions: 3,
                 replication_factor: 3,
-                log: LogConfig::default(),
+                // fsync as soon as the group's flusher is free: appends that arrive during an
+                // fsync share the next one, and no write waits for a timer.
+                log: LogConfig {
+                    flush: FlushPolicy::EveryBatch,
+                    ..LogConfig::default()
+                },
             },
             limits: Limits {
                 request_bytes_max: 16 << 20,

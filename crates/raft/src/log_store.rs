@@ -524,6 +524,7 @@ async fn run_flusher<C: SkeinTypes>(
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
+        wait_for_flush_policy(&shared, &mut rx, &mut batch).await;
         let result = flush_unlocked(&shared).await;
         if let Err(e) = &result {
             tracing::error!(
@@ -539,6 +540,31 @@ async fn run_flusher<C: SkeinTypes>(
                     .clone()
                     .map_err(|e| std::io::Error::other(format!("flush partition log: {e}"))),
             );
+        }
+    }
+}
+
+/// Waits until the log's flush policy wants its pending appends fsynced
+/// (`PartitionLog::flush_deadline`): at once for `EveryBatch`; for `GroupCommit`, once
+/// `interval` has passed since the oldest unflushed append or `bytes` are pending, so that one
+/// fsync covers more appends. Appends queued meanwhile join `batch`. `Never` does not wait (its
+/// flush is a no-op).
+async fn wait_for_flush_policy<C: SkeinTypes>(
+    shared: &Arc<LogShared>,
+    rx: &mut mpsc::Receiver<FlushRequest<C>>,
+    batch: &mut Vec<FlushRequest<C>>,
+) {
+    loop {
+        let deadline = shared.inner.lock().await.log.flush_deadline();
+        let Some(deadline) = deadline.filter(|d| *d > std::time::Instant::now()) else {
+            return;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => return,
+            more = rx.recv() => match more {
+                Some(cb) => batch.push(cb),
+                None => return,
+            },
         }
     }
 }

@@ -633,3 +633,47 @@ async fn a_retry_after_a_whole_cluster_restart_is_not_appended_twice() {
         n.stop().await;
     }
 }
+
+/// The flush policy applies on the replicated path: under group commit an acknowledged write
+/// waited for the interval (nothing else was pending to fill `bytes`), and with a `bytes`
+/// threshold that one batch reaches it is fsynced at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_commit_interval_and_bytes_apply_to_replicated_writes() {
+    use skein_raft::storage::FlushPolicy;
+    let interval = Duration::from_millis(1500);
+    for (bytes, waits) in [(1u64 << 30, true), (1, false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = skein_raft::storage::LogConfig {
+            flush: FlushPolicy::GroupCommit { interval, bytes },
+            ..log_config()
+        };
+        let mut nodes = cluster(dir.path(), log).await;
+        let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+        // Let the leader's own blank entry get fsynced first (it waits for the interval too).
+        let started = Instant::now();
+        nodes[l]
+            .partition()
+            .produce(data_batch(0, 1, 10))
+            .await
+            .expect("first write");
+        let started_second = Instant::now();
+        nodes[l]
+            .partition()
+            .produce(data_batch(1, 1, 10))
+            .await
+            .expect("second write");
+        let took = started_second.elapsed();
+        if waits {
+            assert!(took >= interval, "acknowledged after {took:?}, before the interval");
+        } else {
+            assert!(
+                took < interval,
+                "took {took:?}: a batch over the bytes threshold must not wait for the interval"
+            );
+        }
+        eprintln!("bytes {bytes}: first write {:?}, second {took:?}", started_second - started);
+        for n in &mut nodes {
+            n.stop().await;
+        }
+    }
+}
