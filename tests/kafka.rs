@@ -1,7 +1,7 @@
 //! The Kafka listener of real nodes, spoken to with Kafka frames built by kafka-protocol's
 //! client-side encoders: metadata names every broker by its Kafka address, produce and fetch
-//! round-trip the exact bytes, ListOffsets by timestamp, topic administration, and the listener's
-//! limits from the node's settings.
+//! round-trip the exact bytes, ListOffsets by timestamp, topic administration, the listener's
+//! limits from the node's settings, and Kafka's classic group membership.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -514,7 +514,7 @@ async fn standalone_commits_and_group_admin_over_kafka() {
     assert_eq!(codes, vec![0, 0, 3], "unknown topic refused per partition");
     let want = vec![("g".to_string(), 0, 5, 0), ("g".to_string(), 1, 7, 0)];
     assert_eq!(committed(&mut co, "kgroup").await, want);
-    // Classic membership is not implemented: a member id names no member.
+    // A member id that names no member of the group.
     let req = commit_request("kgroup", "m-1", 1, &[("g", 0, 9)]);
     let resp: OffsetCommitResponse = co.call(ApiKey::OffsetCommit, 8, &req).await;
     assert_eq!(
@@ -561,4 +561,323 @@ async fn standalone_commits_and_group_admin_over_kafka() {
         (0, "Dead"),
         "gone, as Kafka < v6 says"
     );
+}
+
+fn group_id(g: &str) -> GroupId {
+    GroupId(StrBytes::from_string(g.to_owned()))
+}
+
+fn join_request(group: &str, member: &str) -> JoinGroupRequest {
+    let p = join_group_request::JoinGroupRequestProtocol::default()
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(Bytes::from_static(b"subscription"));
+    JoinGroupRequest::default()
+        .with_group_id(group_id(group))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![p])
+}
+
+fn sync_request(
+    group: &str,
+    member: &str,
+    generation: i32,
+    assignments: &[(&str, Bytes)],
+) -> SyncGroupRequest {
+    let assignments = assignments
+        .iter()
+        .map(|(m, a)| {
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(m.to_string()))
+                .with_assignment(a.clone())
+        })
+        .collect();
+    SyncGroupRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_static_str("range")))
+        .with_assignments(assignments)
+}
+
+/// A consumer-protocol assignment (v0) of `partitions` of `topic`.
+fn consumer_assignment(topic: &str, partitions: &[i32]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(1);
+    b.put_i16(topic.len() as i16);
+    b.put_slice(topic.as_bytes());
+    b.put_i32(partitions.len() as i32);
+    for p in partitions {
+        b.put_i32(*p);
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
+/// JoinGroup v5 until it has a member id (MEMBER_ID_REQUIRED first), then the join itself.
+async fn join(k: &mut Kafka, group: &str) -> JoinGroupResponse {
+    let first: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &join_request(group, "")).await;
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    assert!(!first.member_id.is_empty(), "with a member id");
+    let req = join_request(group, first.member_id.as_str());
+    k.call(ApiKey::JoinGroup, 5, &req).await
+}
+
+async fn heartbeat(k: &mut Kafka, group: &str, member: &str, generation: i32) -> i16 {
+    let req = HeartbeatRequest::default()
+        .with_group_id(group_id(group))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.to_owned()));
+    let resp: HeartbeatResponse = k.call(ApiKey::Heartbeat, 4, &req).await;
+    resp.error_code
+}
+
+async fn leave(k: &mut Kafka, group: &str, member: &str) -> (i16, i16) {
+    let m = leave_group_request::MemberIdentity::default()
+        .with_member_id(StrBytes::from_string(member.to_owned()));
+    let req = LeaveGroupRequest::default()
+        .with_group_id(group_id(group))
+        .with_members(vec![m]);
+    let resp: LeaveGroupResponse = k.call(ApiKey::LeaveGroup, 5, &req).await;
+    (resp.error_code, resp.members[0].error_code)
+}
+
+async fn commit_code(k: &mut Kafka, group: &str, member: &str, generation: i32) -> i16 {
+    let req = commit_request(group, member, generation, &[("cg", 0, 3)]);
+    let resp: OffsetCommitResponse = k.call(ApiKey::OffsetCommit, 8, &req).await;
+    resp.topics[0].partitions[0].error_code
+}
+
+/// A second member joins a stable group of one (generation 1): the first learns of the
+/// rebalance from its heartbeat and rejoins; the leader's assignments reach the follower.
+async fn second_member_rebalances(m1: &mut Kafka, mut m2: Kafka, id1: &str) -> (Kafka, String) {
+    let id1 = id1.to_owned();
+    // A second member: the first learns of the rebalance from its heartbeat and rejoins.
+    let second = tokio::spawn(async move {
+        let j = join(&mut m2, "cgroup").await;
+        (m2, j)
+    });
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while heartbeat(m1, "cgroup", &id1, 1).await != 27 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no REBALANCE_IN_PROGRESS"
+        );
+        tokio::task::yield_now().await;
+    }
+    let j1: JoinGroupResponse = m1
+        .call(ApiKey::JoinGroup, 5, &join_request("cgroup", &id1))
+        .await;
+    let (mut m2, j2) = second.await.expect("second member");
+    assert_eq!((j1.error_code, j2.error_code), (0, 0));
+    assert_eq!((j1.generation_id, j2.generation_id), (2, 2));
+    assert_eq!(
+        (j1.leader.as_str(), j2.leader.as_str()),
+        (id1.as_str(), id1.as_str())
+    );
+    assert_eq!(
+        (j1.members.len(), j2.members.len()),
+        (2, 0),
+        "metadata to the leader only"
+    );
+    let id2 = j2.member_id.to_string();
+    let follower = tokio::spawn(async move {
+        let s: SyncGroupResponse = m2
+            .call(ApiKey::SyncGroup, 5, &sync_request("cgroup", &id2, 2, &[]))
+            .await;
+        (m2, id2, s)
+    });
+    let (b1, b2) = (
+        consumer_assignment("cg", &[0]),
+        consumer_assignment("cg", &[1]),
+    );
+    let req = sync_request(
+        "cgroup",
+        &id1,
+        2,
+        &[
+            (id1.as_str(), b1.clone()),
+            (j2.member_id.as_str(), b2.clone()),
+        ],
+    );
+    let s1: SyncGroupResponse = m1.call(ApiKey::SyncGroup, 5, &req).await;
+    let (m2, id2, s2) = follower.await.expect("follower sync");
+    assert_eq!((s1.error_code, s2.error_code), (0, 0));
+    assert_eq!((s1.assignment, s2.assignment), (b1, b2));
+    (m2, id2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn classic_group_join_sync_heartbeat_rebalance_and_leave_over_kafka() {
+    let c = TestCluster::start(3).await;
+    let mut k = Kafka::connect(c.nodes[0].kafka_addr()).await;
+    assert_eq!(k.create_topic("cg", 2, false).await, 0);
+    k.leaders("cg").await;
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("cgroup"));
+    let co: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, 1, &req).await;
+    assert_eq!(co.error_code, 0);
+    let addr = c.nodes[co.node_id.0 as usize - 1].kafka_addr();
+    // One connection per member: a join waits for the rebalance on its connection.
+    let (mut m1, m2) = (Kafka::connect(addr).await, Kafka::connect(addr).await);
+
+    let j = join(&mut m1, "cgroup").await;
+    assert_eq!((j.error_code, j.generation_id), (0, 1));
+    let id1 = j.member_id.to_string();
+    assert_eq!(j.leader.as_str(), id1, "the only member leads");
+    assert_eq!(j.members.len(), 1);
+    assert_eq!(j.members[0].metadata, Bytes::from_static(b"subscription"));
+    let a1 = consumer_assignment("cg", &[0, 1]);
+    let req = sync_request("cgroup", &id1, 1, &[(id1.as_str(), a1.clone())]);
+    let s: SyncGroupResponse = m1.call(ApiKey::SyncGroup, 5, &req).await;
+    assert_eq!((s.error_code, s.assignment.clone()), (0, a1.clone()));
+    assert_eq!(heartbeat(&mut m1, "cgroup", &id1, 1).await, 0);
+    assert_eq!(
+        heartbeat(&mut m1, "cgroup", &id1, 0).await,
+        22,
+        "ILLEGAL_GENERATION"
+    );
+    assert_eq!(commit_code(&mut m1, "cgroup", &id1, 1).await, 0);
+    assert_eq!(
+        commit_code(&mut m1, "cgroup", &id1, 7).await,
+        22,
+        "stale commit"
+    );
+    assert_eq!(
+        commit_code(&mut m1, "cgroup", "", -1).await,
+        68,
+        "NON_EMPTY_GROUP"
+    );
+
+    let describe = DescribeGroupsRequest::default().with_groups(vec![group_id("cgroup")]);
+    let d: DescribeGroupsResponse = m1.call(ApiKey::DescribeGroups, 5, &describe).await;
+    let g = &d.groups[0];
+    assert_eq!(
+        (
+            g.group_state.as_str(),
+            g.protocol_type.as_str(),
+            g.protocol_data.as_str()
+        ),
+        ("Stable", "consumer", "range")
+    );
+    assert_eq!(
+        g.members[0].member_assignment, a1,
+        "assignment bytes as written"
+    );
+
+    let (mut m2, id2) = second_member_rebalances(&mut m1, m2, &id1).await;
+    assert_eq!(heartbeat(&mut m2, "cgroup", &id2, 2).await, 0);
+
+    // The second member leaves (LeaveGroup v3+ batch): the first rejoins alone.
+    assert_eq!(leave(&mut m2, "cgroup", &id2).await, (0, 0));
+    assert_eq!(heartbeat(&mut m1, "cgroup", &id1, 2).await, 27);
+    let j: JoinGroupResponse = m1
+        .call(ApiKey::JoinGroup, 5, &join_request("cgroup", &id1))
+        .await;
+    assert_eq!((j.error_code, j.generation_id, j.members.len()), (0, 3, 1));
+    assert_eq!(
+        heartbeat(&mut m2, "cgroup", &id2, 3).await,
+        25,
+        "UNKNOWN_MEMBER_ID"
+    );
+    assert_eq!(leave(&mut m1, "cgroup", &id1).await, (0, 0));
+    let d: DescribeGroupsResponse = m1.call(ApiKey::DescribeGroups, 5, &describe).await;
+    assert_eq!(
+        d.groups[0].group_state.as_str(),
+        "Empty",
+        "offsets remain, members gone"
+    );
+    assert_eq!(
+        committed(&mut m1, "cgroup").await,
+        vec![("cg".to_string(), 0, 3, 0)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_with_members_is_native_or_classic_never_both() {
+    use skein_proto::v1 as pb;
+    let c = TestCluster::start(1).await;
+    let mut k = Kafka::connect(c.nodes[0].kafka_addr()).await;
+    assert_eq!(k.create_topic("mx", 1, false).await, 0);
+    k.leaders("mx").await;
+    let mut native = pb::group_service_client::GroupServiceClient::new(
+        skein_tests::channel(c.nodes[0].client_addr()).await,
+    );
+    let native_join = |group: &str| pb::JoinGroupRequest {
+        group: group.into(),
+        client_id: "native".into(),
+        topics: vec!["mx".into()],
+        ..Default::default()
+    };
+    for group in ["native-g", "classic-g"] {
+        let req = pb::FindCoordinatorRequest {
+            group: group.into(),
+        };
+        native.find_coordinator(req).await.expect("the coordinator");
+    }
+    let r = native
+        .join_group(native_join("native-g"))
+        .await
+        .expect("native join")
+        .into_inner();
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let j: JoinGroupResponse = k
+        .call(ApiKey::JoinGroup, 5, &join_request("native-g", ""))
+        .await;
+    assert_eq!(j.error_code, 23, "INCONSISTENT_GROUP_PROTOCOL");
+
+    let j = join(&mut k, "classic-g").await;
+    assert_eq!(j.error_code, 0);
+    let r = native
+        .join_group(native_join("classic-g"))
+        .await
+        .expect("native join answers")
+        .into_inner();
+    let e = r.error.expect("refused");
+    assert_eq!(e.code, pb::ErrorCode::InvalidRequest as i32);
+    assert!(e.message.contains("Kafka"), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_static_member_rejoins_without_a_rebalance_and_fences_its_old_id() {
+    let c = TestCluster::start(1).await;
+    let mut k = Kafka::connect(c.nodes[0].kafka_addr()).await;
+    assert_eq!(k.create_topic("st", 1, false).await, 0);
+    k.leaders("st").await;
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("sgroup"));
+    let co: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, 1, &req).await;
+    assert_eq!(co.error_code, 0);
+    let stat = join_request("sgroup", "")
+        .with_group_instance_id(Some(StrBytes::from_static_str("instance-1")));
+    let j: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &stat).await;
+    assert_eq!(
+        (j.error_code, j.generation_id),
+        (0, 1),
+        "no MEMBER_ID_REQUIRED"
+    );
+    let old = j.member_id.to_string();
+    let a = consumer_assignment("st", &[0]);
+    let mut sync = sync_request("sgroup", &old, 1, &[(old.as_str(), a.clone())]);
+    sync.group_instance_id = Some(StrBytes::from_static_str("instance-1"));
+    let s: SyncGroupResponse = k.call(ApiKey::SyncGroup, 5, &sync).await;
+    assert_eq!(s.error_code, 0);
+    // The same instance restarts: a new member id, the same generation and assignment.
+    let j: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &stat).await;
+    assert_eq!((j.error_code, j.generation_id), (0, 1), "no rebalance");
+    let new = j.member_id.to_string();
+    assert_ne!(new, old);
+    let mut sync = sync_request("sgroup", &new, 1, &[]);
+    sync.group_instance_id = Some(StrBytes::from_static_str("instance-1"));
+    let s: SyncGroupResponse = k.call(ApiKey::SyncGroup, 5, &sync).await;
+    assert_eq!((s.error_code, s.assignment), (0, a));
+    let hb = HeartbeatRequest::default()
+        .with_group_id(group_id("sgroup"))
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_string(old))
+        .with_group_instance_id(Some(StrBytes::from_static_str("instance-1")));
+    let resp: HeartbeatResponse = k.call(ApiKey::Heartbeat, 4, &hb).await;
+    assert_eq!(resp.error_code, 82, "FENCED_INSTANCE_ID");
 }

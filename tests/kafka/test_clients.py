@@ -11,12 +11,23 @@ What it checks:
 - ListOffsets by timestamp (confluent-kafka `offsets_for_times`, kafka-python too);
 - topic creation (also validate-only), deletion and DescribeConfigs through both admin clients;
 - commits outside group management (`assign()` consumers) and committed offsets through both
-  clients; listing and deleting groups through confluent-kafka's admin client.
+  clients; listing and deleting groups through confluent-kafka's admin client;
+- consumer groups (Kafka's classic protocol, `subscribe()`): two confluent-kafka consumers of a
+  4-partition topic rebalance when a third joins, when it closes, and when a member process is
+  SIGKILLed without leaving (its partitions move after the session timeout); every produced
+  record is consumed at least once; `skein group describe --output json` shows the members,
+  their partitions and the lag (SKEIN_BIN, SKEIN_BROKERS);
+- commit, restart, resume exactly after the commit: confluent-kafka, then kafka-python's
+  KafkaConsumer with a group_id; `kcat -G` reads a topic as a group member.
+
+`test_clients.py member GROUP TOPIC` is the member process that the group check SIGKILLs.
 """
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -288,13 +299,196 @@ def check_standalone_commits(admin):
     print("ok: standalone commits (confluent-kafka, kafka-python), list and delete groups")
 
 
+GROUP_SESSION_MS = 6000
+
+
+def group_consumer(group, name, auto_commit=True):
+    return Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group, "client.id": name,
+                     "auto.offset.reset": "earliest", "session.timeout.ms": GROUP_SESSION_MS,
+                     "heartbeat.interval.ms": 500, "enable.auto.commit": auto_commit,
+                     "auto.commit.interval.ms": 500})
+
+
+class Member:
+    """A subscribed confluent-kafka consumer polled by the test's one loop. librdkafka commits
+    the positions of processed records every 500 ms and when partitions are revoked."""
+
+    def __init__(self, name, group, topic):
+        self.name = name
+        self.assigned = set()
+        self.seen = []
+        self.c = group_consumer(group, name)
+        self.c.subscribe([topic], on_assign=self._assign, on_revoke=self._revoke)
+
+    def _assign(self, _c, parts):
+        self.assigned = {p.partition for p in parts}
+
+    def _revoke(self, _c, _parts):
+        self.assigned = set()
+
+    def poll(self):
+        m = self.c.poll(0.05)
+        if m is not None and m.error() is None:
+            self.seen.append(m.value())
+
+
+def poll_until(members, cond, what, timeout=DEADLINE_S):
+    deadline = time.time() + timeout
+    while not cond():
+        state = {m.name: sorted(m.assigned) for m in members}
+        assert time.time() < deadline, f"{what}: assignments {state}"
+        for m in members:
+            m.poll()
+
+
+def balanced(members, partitions=4):
+    got = sorted(p for m in members for p in m.assigned)
+    return got == list(range(partitions)) and all(m.assigned for m in members)
+
+
+def member_process(group, topic):
+    """The member that is SIGKILLed: it never commits, so another member reads its records
+    again from the last commit."""
+    c = group_consumer(group, "doomed", auto_commit=False)
+    c.subscribe([topic], on_assign=lambda _c, parts: print(f"assigned {len(parts)}", flush=True))
+    while True:
+        c.poll(0.1)
+
+
+def produce_values(topic, first, count):
+    values = [f"r{i}".encode() for i in range(first, first + count)]
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5})
+    for i, v in enumerate(values):
+        p.produce(topic, key=f"k{first + i}".encode(), value=v)
+    assert p.flush(DEADLINE_S) == 0, "unflushed records"
+    return values
+
+
+def skein_describe(group):
+    out = subprocess.run([os.environ["SKEIN_BIN"], "group", "describe", group, "--output", "json"],
+                         capture_output=True, text=True, timeout=DEADLINE_S, check=True)
+    return json.loads(out.stdout)
+
+
+def check_group_describe(members, group, topic, produced):
+    """`skein group describe` shows the Kafka client's group: members with their (decoded)
+    partitions, committed offsets, end offsets and lag, down to 0 once all is committed."""
+    deadline = time.time() + DEADLINE_S
+    while True:
+        d = skein_describe(group)
+        if d["total_lag"] == 0 and d["state"] == "Stable":
+            break
+        assert time.time() < deadline, f"lag never reached 0: {d}"
+        for _ in range(10):
+            for m in members:
+                m.poll()
+    assert sorted(m["client_id"] for m in d["members"]) == ["c1", "c2"], d
+    owned = sorted((a["topic"], a["partition"]) for m in d["members"] for a in m["assignment"])
+    assert owned == [(topic, p) for p in range(4)], d
+    assert sum(p["end_offset"] for p in d["partitions"]) == produced, d
+    assert all(p["committed_offset"] == p["end_offset"] for p in d["partitions"]), d
+
+
+def start_doomed(group, topic):
+    proc = subprocess.Popen([sys.executable, __file__, "member", group, topic],
+                            stdout=subprocess.PIPE, text=True)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    return proc, lines
+
+
+def check_consumer_group_rebalances(admin):
+    """Two members, a third joins, it closes; a fourth member process is SIGKILLed and its
+    partitions move after the session timeout. Nothing is skipped."""
+    topic, group = "grp", "kafka-group"
+    create_topics(admin, [topic], partitions=4)
+    produced = produce_values(topic, 0, 100)
+    c1, c2 = Member("c1", group, topic), Member("c2", group, topic)
+    poll_until([c1, c2], lambda: balanced([c1, c2]), "two members share 4 partitions")
+    c3 = Member("c3", group, topic)
+    produced += produce_values(topic, 100, 100)
+    poll_until([c1, c2, c3], lambda: balanced([c1, c2, c3]), "a third member joins")
+    c3.c.close()
+    poll_until([c1, c2], lambda: balanced([c1, c2]), "the third member left")
+    proc, lines = start_doomed(group, topic)
+    try:
+        poll_until([c1, c2], lambda: lines and len(c1.assigned) + len(c2.assigned) < 4,
+                   "the member process joins")
+        produced += produce_values(topic, 200, 100)
+        proc.kill()
+        proc.wait()
+        started = time.time()
+        poll_until([c1, c2], lambda: balanced([c1, c2]), "the killed member's partitions move")
+        print(f"ok: partitions of the SIGKILLed member moved after {time.time() - started:.1f} s")
+    finally:
+        proc.kill()
+    everyone = [c1, c2, c3]
+    missing = lambda: set(produced) - {v for m in everyone for v in m.seen}
+    poll_until([c1, c2], lambda: not missing(), "every record consumed")
+    check_group_describe([c1, c2], group, topic, len(produced))
+    c1.c.close()
+    c2.c.close()
+    print("ok: group rebalances (join, close, SIGKILL), nothing skipped, skein group describe")
+
+
+def check_commit_restart_resume(admin):
+    """Commit, close, start again: the next consumer of the group resumes right after the
+    commit (confluent-kafka twice, then kafka-python's KafkaConsumer)."""
+    topic, group = "resume", "kafka-resume"
+    create_topics(admin, [topic], partitions=1)
+    produce_values(topic, 0, 30)
+    for first, upto in [(0, 10), (10, 20)]:
+        c = group_consumer(group, f"resume-{first}", auto_commit=False)
+        c.subscribe([topic])
+        offsets, deadline = [], time.time() + DEADLINE_S
+        while len(offsets) < upto - first:
+            assert time.time() < deadline, f"consumed only {offsets}"
+            m = c.poll(0.2)
+            if m is not None and m.error() is None:
+                offsets.append(m.offset())
+                if len(offsets) == upto - first:
+                    c.commit(message=m, asynchronous=False)
+        assert offsets == list(range(first, upto)), offsets
+        c.close()
+    k = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
+                      auto_offset_reset="earliest", session_timeout_ms=GROUP_SESSION_MS)
+    k.subscribe([topic])
+    got, deadline = [], time.time() + DEADLINE_S
+    while not got:
+        assert time.time() < deadline, "kafka-python consumed nothing"
+        for recs in k.poll(timeout_ms=200).values():
+            got.extend(r.offset for r in recs)
+    assert got[0] == 20, got
+    k.commit()
+    k.close()
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
+    [tp] = c.committed([TopicPartition(topic, 0)], timeout=DEADLINE_S)
+    assert tp.offset == got[-1] + 1, tp
+    c.close()
+    print("ok: commit, restart, resume right after the commit (confluent-kafka, kafka-python)")
+
+
+def check_kcat_group():
+    """kcat -G: a librdkafka group member from the command line, exiting at the end."""
+    out = subprocess.run(["kcat", "-b", BOOTSTRAP, "-G", "kcat-group", "-X",
+                          "auto.offset.reset=earliest", "-e", "-q", "-f", "%o\n", "resume"],
+                         capture_output=True, text=True, timeout=DEADLINE_S, check=True)
+    assert sorted(int(o) for o in out.stdout.split()) == list(range(30)), out.stdout
+    print("ok: kcat -G consumes as a group member")
+
+
 def main():
+    if sys.argv[1:2] == ["member"]:
+        return member_process(sys.argv[2], sys.argv[3])
     check_kcat_lists_the_broker()
     print("ok: kcat -L lists the broker")
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
     check_admin_clients(admin)
     check_offsets_for_times(admin)
     check_standalone_commits(admin)
+    check_commit_restart_resume(admin)
+    check_kcat_group()
+    check_consumer_group_rebalances(admin)
     check_codecs_round_trip(admin)
     print("all Kafka client checks passed")
 

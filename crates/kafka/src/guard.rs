@@ -165,6 +165,12 @@ impl Message {
     }
 }
 
+/// The versions the guard's description of `api_key` was checked for, if it has one.
+#[cfg(test)]
+pub(crate) fn schema_versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    describe(api_key).map(|m| (m.checked.min, m.checked.max))
+}
+
 /// Why the guard refused a request, with where in the request it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardError {

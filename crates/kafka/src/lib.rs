@@ -25,9 +25,7 @@
 //! | CreateTopics, DeleteTopics, DescribeConfigs | 2–6, 1–5, 1–4 | |
 //! | InitProducerId, OffsetForLeaderEpoch | 0–4, 2–4 | idempotence only, no transactions |
 //!
-//! JoinGroup, SyncGroup, Heartbeat and LeaveGroup (classic membership) have handlers but are not
-//! in the table (not advertised; a request closes the connection) until the node implements
-//! them: see [`versions`].
+//! | JoinGroup, SyncGroup, Heartbeat, LeaveGroup | 0–9, 0–5, 0–4, 0–5 | classic membership; the node coordinates, assignments pass through unread |
 //!
 //! # Invariants
 //! - A frame's size prefix is checked against [`KafkaConfig::frame_bytes_max`] before any buffer

@@ -11,13 +11,11 @@
 //!   v0..=2 are never sent by a client that supports v3. Kafka 4.0 does the same (KAFKA-18659).
 //!   A v0..=2 Produce request closes the connection, like an unsupported version of any API.
 //! - zstd needs Produce v7 and Fetch v10 in librdkafka; both are inside the ranges.
-//! - Kafka's classic group membership (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) is not in
-//!   the table: the handlers exist, but Skein's node does not implement client-side assignment
-//!   yet (the next piece of work), and only what is fully implemented is advertised. Without
-//!   them librdkafka reports no "broker balanced consumer" feature, so `subscribe()` is refused
-//!   while `assign()` consumers, standalone commits (generation -1, empty member id) and the
-//!   group admin APIs work. When they come back, start them at v0: that feature check looks for
-//!   JoinGroup, SyncGroup, Heartbeat, LeaveGroup and FindCoordinator v0.
+//! - Kafka's classic group membership (JoinGroup 0..=9, Heartbeat 0..=4, LeaveGroup 0..=5,
+//!   SyncGroup 0..=5) starts at v0: librdkafka's "broker balanced consumer" feature check looks
+//!   for JoinGroup, SyncGroup, Heartbeat, LeaveGroup and FindCoordinator v0, and refuses
+//!   `subscribe()` without it. The ranges match the request guard's schemas (`guard/schema.rs`).
+//!   Coordination (generations, rebalances, static membership) is the node's.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -57,8 +55,10 @@ pub const SUPPORTED: &[ApiRange] = &[
     row(ApiKey::OffsetCommit, 2, 8),
     row(ApiKey::OffsetFetch, 1, 8),
     row(ApiKey::FindCoordinator, 0, 4),
-    // JoinGroup (11), Heartbeat (12), LeaveGroup (13) and SyncGroup (14): not advertised, see
-    // the module docs.
+    row(ApiKey::JoinGroup, 0, 9),
+    row(ApiKey::Heartbeat, 0, 4),
+    row(ApiKey::LeaveGroup, 0, 5),
+    row(ApiKey::SyncGroup, 0, 5),
     row(ApiKey::DescribeGroups, 0, 5),
     row(ApiKey::ListGroups, 0, 4),
     row(ApiKey::ApiVersions, 0, 4),
@@ -112,16 +112,21 @@ mod tests {
     }
 
     #[test]
-    fn classic_group_membership_is_not_advertised() {
+    fn classic_group_membership_starts_at_v0_like_the_guard() {
         for key in [
             ApiKey::JoinGroup,
             ApiKey::SyncGroup,
             ApiKey::Heartbeat,
             ApiKey::LeaveGroup,
+            ApiKey::FindCoordinator,
         ] {
-            assert!(
-                lookup(key).is_none(),
-                "{key:?} is not implemented by the node"
+            let r = lookup(key).expect("classic group membership is advertised");
+            assert_eq!(r.advertised_min, 0, "{key:?}: librdkafka looks for v0");
+            let guard = crate::guard::schema_versions(key).expect("the guard knows the API");
+            assert_eq!(
+                (r.min, r.max),
+                guard,
+                "{key:?}: table and guard schema differ"
             );
         }
     }

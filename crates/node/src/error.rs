@@ -185,6 +185,35 @@ pub enum NodeError {
     #[error("session timeout {0} ms is out of range [1000, 300000]")]
     InvalidSessionTimeout(u64),
 
+    /// A Kafka member's first join: it must join again with the member id given (Kafka's
+    /// MEMBER_ID_REQUIRED).
+    #[error("join group `{group}` again with member id `{member_id}`")]
+    MemberIdRequired {
+        /// The group.
+        group: String,
+        /// The member id to join with.
+        member_id: String,
+    },
+
+    /// The join's protocol does not fit the group: a Kafka (classic) member joining a native
+    /// group or the reverse, another protocol type, or no protocol in common.
+    #[error("cannot join group `{group}`: {reason}")]
+    InconsistentGroupProtocol {
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// The group (or the coordinator) is at its limit.
+    #[error("group `{group}` is full: at most {max} members (or groups per coordinator)")]
+    GroupMaxSize {
+        /// The group.
+        group: String,
+        /// The limit.
+        max: usize,
+    },
+
     /// A Raft group failed or refused.
     #[error(transparent)]
     Raft(#[from] skein_raft::Error),
@@ -232,6 +261,11 @@ impl NodeError {
             NodeError::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
             NodeError::FencedInstanceId(_) => ErrorCode::FencedInstanceId,
             NodeError::InvalidSessionTimeout(_) => ErrorCode::InvalidSessionTimeout,
+            // Kafka-only situations; the gRPC API has no codes of their own for them.
+            NodeError::MemberIdRequired { .. } => ErrorCode::UnknownMemberId,
+            NodeError::InconsistentGroupProtocol { .. } | NodeError::GroupMaxSize { .. } => {
+                ErrorCode::InvalidRequest
+            }
             NodeError::Raft(e) => raft_code(e),
             NodeError::Internal(_) => ErrorCode::Internal,
         }

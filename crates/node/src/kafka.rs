@@ -1,23 +1,22 @@
 //! The Kafka listener's backend: [`skein_kafka::Backend`] over the broker core, translation only.
 //! [`backend_error`] is the one mapping from [`NodeError`] to Kafka's errors.
 //!
-//! Groups: FindCoordinator, OffsetCommit / OffsetFetch (commits outside group management, as
-//! `assign()` consumers and tools make them), ListGroups, DescribeGroups and DeleteGroups work
-//! over Skein's coordinator. Kafka's classic membership protocol (JoinGroup, SyncGroup,
-//! Heartbeat, LeaveGroup: client-side assignment) is not implemented yet and therefore not
-//! advertised in `skein_kafka::versions`; the listener never calls those methods, and they
-//! refuse with `InvalidRequest` should it ever do so.
+//! Groups: Kafka's classic membership protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup:
+//! client-side assignment) runs on the coordinator's classic state machine
+//! (`groups/classic.rs`, via `core/classic.rs`); FindCoordinator, OffsetCommit / OffsetFetch,
+//! ListGroups, DescribeGroups and DeleteGroups share the protocol-neutral half with native
+//! groups (`core/groups.rs`).
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
 use skein_kafka::backend::{
     Acks, BackendResult, BrokerInfo, ClusterMetadata, CommittedOffset, ConfigEntry, ConfigResource,
     ConfigSource, CreatedTopic, EpochEndOffset, FetchParams, FetchedPartition, GroupDescription,
-    GroupMemberDescription, IsolationLevel, JoinGroup, JoinGroupResult, LeavingMember, ListedGroup,
-    ListedOffset, NewTopic, OffsetCommit, OffsetSpec, PartitionMetadata, ProduceOutcome,
-    ProducerIdentity, RequestContext, SyncGroup, SyncGroupResult, TopicMetadata,
+    GroupMemberDescription, IsolationLevel, JoinGroup, JoinGroupResult, JoinedMember,
+    LeavingMember, ListedGroup, ListedOffset, NewTopic, OffsetCommit, OffsetSpec,
+    PartitionMetadata, ProduceOutcome, ProducerIdentity, RequestContext, SyncGroup,
+    SyncGroupResult, TopicMetadata,
 };
 use skein_kafka::{Backend, BackendError};
 
@@ -27,6 +26,7 @@ use crate::core::{
 };
 use crate::error::NodeError;
 use crate::groups::assign::Strategy;
+use crate::groups::classic::JoinRequest;
 
 /// The broker core as the Kafka listener sees it.
 #[derive(Debug, Clone)]
@@ -78,6 +78,11 @@ pub fn backend_error(e: &NodeError) -> BackendError {
         NodeError::InvalidGroupId(_) => BackendError::InvalidGroupId,
         NodeError::FencedInstanceId(_) => BackendError::FencedInstanceId,
         NodeError::InvalidSessionTimeout(_) => BackendError::InvalidSessionTimeout,
+        NodeError::MemberIdRequired { member_id, .. } => BackendError::MemberIdRequired {
+            member_id: member_id.clone(),
+        },
+        NodeError::InconsistentGroupProtocol { .. } => BackendError::InconsistentGroupProtocol,
+        NodeError::GroupMaxSize { .. } => BackendError::GroupMaxSizeReached,
         NodeError::Raft(r) => match r {
             R::Storage(s) | R::InvalidBatch(s) => storage_error(s),
             R::NotDataBatch { .. } => BackendError::CorruptMessage,
@@ -189,14 +194,6 @@ fn strategy_name(s: Strategy) -> &'static str {
         Strategy::RoundRobin => "roundrobin",
         Strategy::CooperativeSticky => "cooperative-sticky",
     }
-}
-
-/// The refusal of an API this listener does not advertise (see the module docs).
-fn not_supported<T: Send>(api: &str) -> impl Future<Output = BackendResult<T>> + Send {
-    let e = BackendError::InvalidRequest(format!(
-        "{api} is not supported by Skein's Kafka listener yet"
-    ));
-    std::future::ready(Err(e))
 }
 
 impl KafkaBackend {
@@ -490,40 +487,116 @@ impl Backend for KafkaBackend {
             .ok_or(BackendError::CoordinatorNotAvailable)
     }
 
-    fn join_group(
+    async fn join_group(
         &self,
         _ctx: &RequestContext,
-        _join: JoinGroup,
-    ) -> impl Future<Output = BackendResult<JoinGroupResult>> + Send {
-        not_supported("JoinGroup")
+        join: JoinGroup,
+    ) -> BackendResult<JoinGroupResult> {
+        let req = JoinRequest {
+            member_id: join.member_id,
+            instance_id: join.group_instance_id,
+            client_id: join.client_id,
+            client_host: join.client_host,
+            session_timeout: join.session_timeout,
+            rebalance_timeout: join.rebalance_timeout,
+            protocol_type: join.protocol_type,
+            protocols: join
+                .protocols
+                .into_iter()
+                .map(|p| (p.name, p.metadata))
+                .collect(),
+            require_known_member_id: join.require_known_member_id,
+        };
+        let j = self
+            .core
+            .classic_join(&join.group_id, req)
+            .await
+            .map_err(err)?;
+        Ok(JoinGroupResult {
+            generation_id: j.generation,
+            protocol_type: Some(j.protocol_type),
+            protocol_name: Some(j.protocol),
+            leader: j.leader,
+            member_id: j.member_id,
+            members: j
+                .members
+                .into_iter()
+                .map(|(member_id, group_instance_id, metadata)| JoinedMember {
+                    member_id,
+                    group_instance_id,
+                    metadata,
+                })
+                .collect(),
+        })
     }
 
-    fn sync_group(
+    async fn sync_group(
         &self,
         _ctx: &RequestContext,
-        _sync: SyncGroup,
-    ) -> impl Future<Output = BackendResult<SyncGroupResult>> + Send {
-        not_supported("SyncGroup")
+        sync: SyncGroup,
+    ) -> BackendResult<SyncGroupResult> {
+        let r = self
+            .core
+            .classic_sync(
+                &sync.group_id,
+                &sync.member_id,
+                sync.group_instance_id.as_deref(),
+                sync.generation_id,
+                sync.assignments,
+            )
+            .await
+            .map_err(err)?;
+        // SyncGroup v5+ names the protocol the member expects: it must be the group's.
+        let differs = |asked: &Option<String>, actual: &String| {
+            asked.as_ref().is_some_and(|a| !a.is_empty() && a != actual)
+        };
+        if differs(&sync.protocol_type, &r.protocol_type)
+            || differs(&sync.protocol_name, &r.protocol)
+        {
+            return Err(BackendError::InconsistentGroupProtocol);
+        }
+        Ok(SyncGroupResult {
+            protocol_type: Some(r.protocol_type),
+            protocol_name: Some(r.protocol),
+            assignment: r.assignment,
+        })
     }
 
-    fn heartbeat(
+    async fn heartbeat(
         &self,
         _ctx: &RequestContext,
-        _group_id: String,
-        _generation_id: i32,
-        _member_id: String,
-        _group_instance_id: Option<String>,
-    ) -> impl Future<Output = BackendResult<()>> + Send {
-        not_supported("Heartbeat")
+        group_id: String,
+        generation_id: i32,
+        member_id: String,
+        group_instance_id: Option<String>,
+    ) -> BackendResult<()> {
+        self.core
+            .classic_heartbeat(
+                &group_id,
+                &member_id,
+                group_instance_id.as_deref(),
+                generation_id,
+            )
+            .await
+            .map_err(err)
     }
 
-    fn leave_group(
+    async fn leave_group(
         &self,
         _ctx: &RequestContext,
-        _group_id: String,
-        _members: Vec<LeavingMember>,
-    ) -> impl Future<Output = BackendResult<Vec<BackendResult<()>>>> + Send {
-        not_supported("LeaveGroup")
+        group_id: String,
+        members: Vec<LeavingMember>,
+    ) -> BackendResult<Vec<BackendResult<()>>> {
+        let members = members
+            .into_iter()
+            .map(|m| (m.member_id, m.group_instance_id))
+            .collect();
+        let results = self
+            .core
+            .classic_leave(&group_id, members)
+            .await
+            .map_err(err)?;
+        Ok(results.into_iter().map(|r| r.map_err(err)).collect())
     }
 
     async fn offset_commit(
@@ -531,8 +604,8 @@ impl Backend for KafkaBackend {
         _ctx: &RequestContext,
         commit: OffsetCommit,
     ) -> BackendResult<Vec<BackendResult<()>>> {
-        // Classic group membership is not implemented: a member id names no Skein member, so
-        // such a commit fails with UNKNOWN_MEMBER_ID; commits outside group management work.
+        // A member's commit is checked against its group's generation (classic or native);
+        // generation -1 with no member id is a commit outside group management.
         let committer = match (commit.generation_id, commit.member_id.is_empty()) {
             (-1, true) => Committer::Standalone,
             (generation, _) => Committer::Member {
@@ -619,10 +692,14 @@ impl Backend for KafkaBackend {
             })
             .map(|g| ListedGroup {
                 group_id: g.group,
-                // Native Skein groups: server-side assignment, no Kafka protocol type.
-                protocol_type: String::new(),
+                // Native Skein groups (server-side assignment) have no Kafka protocol type.
+                group_type: if g.protocol_type.is_empty() {
+                    "consumer".into()
+                } else {
+                    "classic".into()
+                },
+                protocol_type: g.protocol_type,
                 state: g.state,
-                group_type: "consumer".into(),
             })
             .collect())
     }
@@ -633,11 +710,15 @@ impl Backend for KafkaBackend {
         group_id: String,
     ) -> BackendResult<GroupDescription> {
         let g = self.core.describe_group(&group_id).await.map_err(err)?;
+        let (protocol_type, protocol) = match g.protocol {
+            (t, p) if !t.is_empty() => (t, p),
+            _ => (String::new(), g.strategy.map_or("", strategy_name).into()),
+        };
         Ok(GroupDescription {
             state: g.state,
-            protocol_type: String::new(),
-            protocol: g.strategy.map_or("", strategy_name).into(),
-            // Native members carry no Kafka subscription or assignment bytes.
+            protocol_type,
+            protocol,
+            // Native members carry no Kafka subscription or assignment bytes (empty here).
             members: g
                 .members
                 .into_iter()
@@ -645,9 +726,9 @@ impl Backend for KafkaBackend {
                     member_id: m.member_id,
                     group_instance_id: m.instance_id,
                     client_id: m.client_id,
-                    client_host: String::new(),
-                    metadata: Bytes::new(),
-                    assignment: Bytes::new(),
+                    client_host: m.client_host,
+                    metadata: m.metadata,
+                    assignment: m.assignment_bytes,
                 })
                 .collect(),
         })

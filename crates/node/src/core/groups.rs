@@ -68,6 +68,31 @@ pub struct GroupSummary {
     pub members: u32,
     /// Coordinating node.
     pub coordinator: u64,
+    /// Kafka's protocol type: `consumer` for a classic group this node coordinates, empty for
+    /// native groups (and groups listed by another node).
+    pub protocol_type: String,
+}
+
+/// A group as this node, its coordinator, lists it.
+fn summary(led: &Led, group: &str, me: u64) -> GroupSummary {
+    let classic = led
+        .state
+        .classic
+        .get(group)
+        .filter(|g| !g.members.is_empty());
+    let native = led.state.groups.get(group);
+    let (state, members, protocol_type) = match (classic, native) {
+        (Some(c), _) => (c.state.name(), c.members.len(), c.protocol_type.clone()),
+        (None, Some(g)) => (g.phase.name(), g.members.len(), String::new()),
+        (None, None) => ("Empty", 0, String::new()),
+    };
+    GroupSummary {
+        group: group.into(),
+        state: state.into(),
+        members: members as u32,
+        coordinator: me,
+        protocol_type,
+    }
 }
 
 /// A member of a described group.
@@ -79,8 +104,15 @@ pub struct MemberView {
     pub instance_id: Option<String>,
     /// Client id.
     pub client_id: String,
-    /// Assigned partitions.
+    /// Assigned partitions (of a classic member: decoded from its consumer-protocol
+    /// assignment, empty when that does not decode).
     pub assignment: Vec<Tp>,
+    /// The client's host (classic members only).
+    pub client_host: String,
+    /// Kafka member metadata of the chosen protocol (classic members only).
+    pub metadata: bytes::Bytes,
+    /// Kafka assignment bytes as the leader wrote them (classic members only).
+    pub assignment_bytes: bytes::Bytes,
 }
 
 /// Committed offset and lag of one partition of a described group.
@@ -111,6 +143,9 @@ pub struct GroupView {
     pub partitions: Vec<PartitionLagView>,
     /// Coordinating node.
     pub coordinator: u64,
+    /// Kafka protocol type (`consumer`) and chosen protocol (assignor) of a classic group;
+    /// empty for native groups.
+    pub protocol: (String, String),
 }
 
 impl BrokerCore {
@@ -129,30 +164,7 @@ impl BrokerCore {
         offsets: Vec<OffsetToCommit>,
     ) -> Result<Vec<Result<()>>> {
         let mut led = self.broker.coordinate(group).await?;
-        match &committer {
-            Committer::Standalone => {
-                let members = led.state.groups.get(group).map_or(0, |g| g.members.len());
-                if members > 0 {
-                    return Err(NodeError::GroupNotEmpty {
-                        group: group.into(),
-                        members,
-                    });
-                }
-            }
-            // Commits with the current generation are accepted during a rebalance, so that
-            // members can commit before they join again.
-            Committer::Member {
-                member_id,
-                generation,
-            } => {
-                crate::groups::service::GroupApi::check_member(
-                    &mut led,
-                    group,
-                    member_id,
-                    Some(*generation),
-                )?;
-            }
-        }
+        check_committer(&mut led, group, &committer)?;
         let meta = self.broker.metadata();
         let current = led.state.offsets.get(group);
         let mut records = Vec::new();
@@ -229,17 +241,9 @@ impl BrokerCore {
                     let me = self.node_id();
                     let mut names: BTreeSet<&String> = led.state.offsets.keys().collect();
                     names.extend(led.state.groups.keys());
+                    names.extend(led.state.classic.keys());
                     for n in names {
-                        let g = led.state.groups.get(n);
-                        groups.insert(
-                            n.clone(),
-                            GroupSummary {
-                                group: n.clone(),
-                                state: g.map_or("Empty", |g| g.phase.name()).into(),
-                                members: g.map_or(0, |g| g.members.len() as u32),
-                                coordinator: me,
-                            },
-                        );
+                        groups.insert(n.clone(), summary(&led, n, me));
                     }
                 }
                 Err(NodeError::NotCoordinator {
@@ -264,62 +268,52 @@ impl BrokerCore {
     /// neither members nor commits.
     pub async fn describe_group(&self, group: &str) -> Result<GroupView> {
         let led = self.broker.coordinate(group).await?;
-        let g = led.state.groups.get(group);
         let offsets = led.state.offsets.get(group).cloned().unwrap_or_default();
-        if g.is_none_or(|g| g.members.is_empty()) && offsets.is_empty() {
+        if led.state.active_members(group) == 0 && offsets.is_empty() {
             return Err(NodeError::GroupNotFound(group.into()));
         }
-        let mut owner: BTreeMap<Tp, String> = BTreeMap::new();
-        let mut members = Vec::new();
-        for (id, m) in g.map(|g| g.members.iter()).into_iter().flatten() {
-            let assignment = g
-                .and_then(|g| g.assignment.get(id).cloned())
-                .unwrap_or_default();
-            for tp in &assignment {
-                owner.insert(tp.clone(), id.clone());
-            }
-            members.push(MemberView {
-                member_id: id.clone(),
-                instance_id: m.instance_id.clone(),
-                client_id: m.client_id.clone(),
-                assignment,
-            });
-        }
-        let (state, generation, strategy) = match g {
-            Some(g) => (g.phase.name(), g.generation, Some(g.strategy)),
-            None => (Phase::Empty.name(), 0, None),
+        let mut view = match led
+            .state
+            .classic
+            .get(group)
+            .filter(|c| !c.members.is_empty())
+        {
+            Some(c) => classic_view(c),
+            None => native_view(led.state.groups.get(group)),
         };
+        view.coordinator = self.node_id();
         drop(led);
+        let owner: BTreeMap<Tp, String> = view
+            .members
+            .iter()
+            .flat_map(|m| {
+                m.assignment
+                    .iter()
+                    .map(|tp| (tp.clone(), m.member_id.clone()))
+            })
+            .collect();
         let mut tps: BTreeSet<Tp> = offsets.keys().cloned().collect();
         tps.extend(owner.keys().cloned());
-        let mut partitions = Vec::new();
         for tp in tps {
             let end = self
                 .broker
                 .partition_bounds(&tp.0, tp.1)
                 .await
                 .map_or(0, |(_, h)| h);
-            partitions.push(PartitionLagView {
+            view.partitions.push(PartitionLagView {
                 committed: offsets.get(&tp).map(|c| c.offset),
                 end_offset: end,
                 member_id: owner.get(&tp).cloned().unwrap_or_default(),
                 tp,
             });
         }
-        Ok(GroupView {
-            state: state.into(),
-            generation,
-            strategy,
-            members,
-            partitions,
-            coordinator: self.node_id(),
-        })
+        Ok(view)
     }
 
     /// Deletes a group without members, and its committed offsets.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
         let mut led = self.broker.coordinate(group).await?;
-        let members = led.state.groups.get(group).map_or(0, |g| g.members.len());
+        let members = led.state.active_members(group);
         if members > 0 {
             return Err(NodeError::GroupNotEmpty {
                 group: group.into(),
@@ -350,6 +344,49 @@ impl BrokerCore {
     }
 }
 
+/// Whether `committer` may commit offsets of `group` now: a member of its current generation
+/// (classic or native group), or anyone outside group management while the group has no
+/// members.
+fn check_committer(led: &mut Led, group: &str, committer: &Committer) -> Result<()> {
+    match committer {
+        Committer::Standalone => {
+            let members = led.state.active_members(group);
+            if members > 0 {
+                return Err(NodeError::GroupNotEmpty {
+                    group: group.into(),
+                    members,
+                });
+            }
+        }
+        // Commits with the current generation are accepted during a rebalance, so that
+        // members can commit before they join again.
+        Committer::Member {
+            member_id,
+            generation,
+        } if led.state.classic.contains_key(group) => {
+            let g = led
+                .state
+                .classic
+                .get_mut(group)
+                .expect("invariant: checked above");
+            let generation = i32::try_from(*generation).unwrap_or(-1);
+            g.check_commit(member_id, None, generation, tokio::time::Instant::now())?;
+        }
+        Committer::Member {
+            member_id,
+            generation,
+        } => {
+            crate::groups::service::GroupApi::check_member(
+                led,
+                group,
+                member_id,
+                Some(*generation),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes offset records to the group's offsets partition, then applies them to its state.
 pub(crate) async fn apply_commits(
     core: &BrokerCore,
@@ -361,6 +398,67 @@ pub(crate) async fn apply_commits(
         led.state.apply(k, v);
     }
     Ok(())
+}
+
+/// A native group's members and state (no partitions yet).
+fn native_view(g: Option<&crate::groups::state::Group>) -> GroupView {
+    let members = g
+        .map(|g| {
+            g.members
+                .iter()
+                .map(|(id, m)| MemberView {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    assignment: g.assignment.get(id).cloned().unwrap_or_default(),
+                    client_host: String::new(),
+                    metadata: bytes::Bytes::new(),
+                    assignment_bytes: bytes::Bytes::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let (state, generation, strategy) = match g {
+        Some(g) => (g.phase.name(), g.generation, Some(g.strategy)),
+        None => (Phase::Empty.name(), 0, None),
+    };
+    GroupView {
+        state: state.into(),
+        generation,
+        strategy,
+        members,
+        partitions: Vec::new(),
+        coordinator: 0,
+        protocol: (String::new(), String::new()),
+    }
+}
+
+/// A classic group's members (assignments decoded from Kafka's consumer protocol) and state.
+fn classic_view(c: &crate::groups::classic::ClassicGroup) -> GroupView {
+    let protocol = c.protocol.clone().unwrap_or_default();
+    let members = c
+        .members
+        .iter()
+        .map(|(id, m)| MemberView {
+            member_id: id.clone(),
+            instance_id: m.instance_id.clone(),
+            client_id: m.client_id.clone(),
+            assignment: crate::groups::classic::decode_assignment(&m.assignment)
+                .unwrap_or_default(),
+            client_host: m.client_host.clone(),
+            metadata: m.metadata(&protocol),
+            assignment_bytes: m.assignment.clone(),
+        })
+        .collect();
+    GroupView {
+        state: c.state.name().into(),
+        generation: u64::try_from(c.generation).unwrap_or(0),
+        strategy: None,
+        members,
+        partitions: Vec::new(),
+        coordinator: 0,
+        protocol: (c.protocol_type.clone(), protocol),
+    }
 }
 
 /// A group id that hashes to offsets partition `p` (to address that partition's coordinator).
@@ -391,6 +489,7 @@ async fn remote_list(chan: Channel, addr: &str, p: u32) -> Result<Vec<GroupSumma
             state: g.state,
             members: g.members,
             coordinator: g.coordinator,
+            protocol_type: String::new(),
         })
         .collect())
 }

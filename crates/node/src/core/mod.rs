@@ -23,6 +23,7 @@ use crate::error::{NodeError, Result};
 use crate::placement::{place, Load};
 use crate::topics::{topic_log_config, validate_topic_name};
 
+pub mod classic;
 pub mod groups;
 
 /// Most partitions a topic may have.

@@ -8,10 +8,15 @@
 //! failover loses no acknowledged commit. Membership (members, generation, assignment) is kept in
 //! memory only: after a failover, members find the new coordinator and join again.
 //!
+//! Two kinds of membership share the offsets: Skein-native groups (server-side assignment,
+//! `state.rs`, `service.rs`) and Kafka's classic protocol (client-side assignment,
+//! `classic.rs`). A group with members is one or the other; the group timer drives both.
+//!
 //! Growth of the offsets topic is bounded: when a partition's log grows past a threshold, the
 //! coordinator writes the live offsets again and purges the whole segments before them.
 
 pub mod assign;
+pub mod classic;
 pub mod service;
 pub mod state;
 
@@ -432,6 +437,13 @@ impl Broker {
                         Phase::Empty => {}
                     }
                 }
+                let now = tokio::time::Instant::now();
+                for g in state.classic.values_mut() {
+                    g.tick(now);
+                }
+                state
+                    .classic
+                    .retain(|_, g| !(g.is_empty() && g.state == classic::ClassicState::Empty));
             }
         }
     }

@@ -91,6 +91,17 @@ impl GroupApi {
             }
         }
         let mut led = self.broker.coordinate(&req.group).await?;
+        if led
+            .state
+            .classic
+            .get(&req.group)
+            .is_some_and(|g| !g.members.is_empty())
+        {
+            return Err(NodeError::InconsistentGroupProtocol {
+                group: req.group.clone(),
+                reason: "the group has Kafka (classic protocol) members".into(),
+            });
+        }
         let partitions = self.broker.topic_partition_counts();
         let now = Instant::now();
         let instance = (!req.group_instance_id.is_empty()).then(|| req.group_instance_id.clone());
@@ -347,11 +358,7 @@ impl GroupApi {
             }
         }
         let led = self.broker.coordinate(&req.group).await?;
-        let members = led
-            .state
-            .groups
-            .get(&req.group)
-            .map_or(0, |g| g.members.len());
+        let members = led.state.active_members(&req.group);
         if members > 0 {
             return Err(NodeError::GroupNotEmpty {
                 group: req.group,
@@ -400,11 +407,7 @@ impl GroupApi {
         }
         if req.execute {
             let mut led = self.broker.coordinate(&req.group).await?;
-            let members = led
-                .state
-                .groups
-                .get(&req.group)
-                .map_or(0, |g| g.members.len());
+            let members = led.state.active_members(&req.group);
             if members > 0 {
                 return Err(NodeError::GroupNotEmpty {
                     group: req.group,

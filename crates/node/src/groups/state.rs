@@ -201,9 +201,18 @@ pub struct PartitionState {
     pub offsets: BTreeMap<String, BTreeMap<Tp, Committed>>,
     /// Groups with members (or a generation history).
     pub groups: BTreeMap<String, Group>,
+    /// Kafka classic-protocol groups with members (removed when empty).
+    pub classic: BTreeMap<String, super::classic::ClassicGroup>,
 }
 
 impl PartitionState {
+    /// Members of `group`, native or classic (commits outside group management, resets and
+    /// deletes need none).
+    pub fn active_members(&self, group: &str) -> usize {
+        self.groups.get(group).map_or(0, |g| g.members.len())
+            + self.classic.get(group).map_or(0, |g| g.members.len())
+    }
+
     /// Applies one record of the offsets partition during a replay.
     pub fn apply(&mut self, key: OffsetKey, value: Option<OffsetValue>) {
         let tp = (key.topic, key.partition);
