@@ -664,14 +664,20 @@ async fn the_group_commit_interval_and_bytes_apply_to_replicated_writes() {
             .expect("second write");
         let took = started_second.elapsed();
         if waits {
-            assert!(took >= interval, "acknowledged after {took:?}, before the interval");
+            assert!(
+                took >= interval,
+                "acknowledged after {took:?}, before the interval"
+            );
         } else {
             assert!(
                 took < interval,
                 "took {took:?}: a batch over the bytes threshold must not wait for the interval"
             );
         }
-        eprintln!("bytes {bytes}: first write {:?}, second {took:?}", started_second - started);
+        eprintln!(
+            "bytes {bytes}: first write {:?}, second {took:?}",
+            started_second - started
+        );
         for n in &mut nodes {
             n.stop().await;
         }
