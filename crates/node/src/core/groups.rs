@@ -269,7 +269,10 @@ impl BrokerCore {
     pub async fn describe_group(&self, group: &str) -> Result<GroupView> {
         let led = self.broker.coordinate(group).await?;
         let offsets = led.state.offsets.get(group).cloned().unwrap_or_default();
-        if led.state.active_members(group) == 0 && offsets.is_empty() {
+        // A group the coordinator knows (listed as Empty) is described even without members or
+        // commits; only a group it has never heard of is not found.
+        let known = led.state.groups.contains_key(group) || led.state.classic.contains_key(group);
+        if !known && led.state.active_members(group) == 0 && offsets.is_empty() {
             return Err(NodeError::GroupNotFound(group.into()));
         }
         let mut view = match led
