@@ -39,6 +39,9 @@ pub fn log_config() -> LogConfig {
         batch_bytes_max: 16 << 10,
         preallocate: false,
         verify_on_open: true,
+        // As the node's default: fsync as soon as the flusher is free (group commit with an
+        // interval is tested on its own).
+        flush: skein_raft::storage::FlushPolicy::EveryBatch,
         ..LogConfig::default()
     }
 }
