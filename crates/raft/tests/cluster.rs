@@ -679,7 +679,10 @@ async fn the_group_commit_interval_and_bytes_apply_to_replicated_writes() {
         produce_on_leader(&nodes, 0).await;
         let took = produce_on_leader(&nodes, 1).await;
         if waits {
-            assert!(took >= interval, "acknowledged after {took:?}, before the interval");
+            assert!(
+                took >= interval,
+                "acknowledged after {took:?}, before the interval"
+            );
         } else {
             assert!(
                 took < interval,
