@@ -129,6 +129,22 @@ pub enum TopicCommand {
         /// Topic name.
         name: String,
     },
+    /// Change settings of a topic, e.g. `--config retention.ms=86400000 --config
+    /// retention.bytes=1GiB` (-1: no limit). Settings not named keep their values; retention
+    /// changes apply at each node's next retention check (`retention_check_interval`).
+    AlterConfig(TopicAlterConfigArgs),
+}
+
+/// `skein topic alter-config`
+#[derive(Debug, Args)]
+pub struct TopicAlterConfigArgs {
+    /// Topic name.
+    pub name: String,
+    /// A topic setting to change, KEY=VALUE (repeatable, at least one): retention.ms,
+    /// retention.bytes, segment.bytes, segment.ms, flush.policy, flush.interval.ms,
+    /// max.batch.bytes.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config_pair, required = true)]
+    pub config: Vec<(String, String)>,
 }
 
 /// `skein topic create`
@@ -354,6 +370,32 @@ mod tests {
         );
         assert!(parse(&["topic", "create", "x", "--partitions", "0"]).is_err());
         assert!(parse(&["topic", "create", "x", "--config", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn topic_alter_config_takes_at_least_one_config() {
+        let cli = parse(&[
+            "topic",
+            "alter-config",
+            "orders",
+            "--config",
+            "retention.ms=60000",
+            "--config",
+            "retention.bytes=-1",
+        ])
+        .expect("parses");
+        let Command::Topic(TopicCommand::AlterConfig(a)) = cli.command else {
+            panic!("topic alter-config")
+        };
+        assert_eq!(a.name, "orders");
+        assert_eq!(
+            a.config,
+            vec![
+                ("retention.ms".to_string(), "60000".to_string()),
+                ("retention.bytes".to_string(), "-1".to_string())
+            ]
+        );
+        assert!(parse(&["topic", "alter-config", "orders"]).is_err());
     }
 
     #[test]

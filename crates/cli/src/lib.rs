@@ -29,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Topic(TopicCommand::Delete { name }) => {
             commands::topic::delete(&client, &name).await
         }
+        Command::Topic(TopicCommand::AlterConfig(a)) => {
+            commands::topic::alter_config(&client, a).await
+        }
         Command::Produce(a) => commands::produce::run(&client, a).await,
         Command::Consume(a) => commands::consume::run(&client, a).await,
         Command::Group(GroupCommand::List(o)) => commands::group::list(&client, o.output).await,

@@ -191,6 +191,47 @@ impl Admin {
         Ok(())
     }
 
+    /// Sets configuration overrides of an existing topic (`retention.ms`, `retention.bytes`,
+    /// ...; keys not named keep their values) and returns the topic as changed. Retention
+    /// changes take effect at each replica's next retention check.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<TopicDescription> {
+        let what = format!("alter config of topic {name}");
+        let timeout = self.client.config().request_timeout;
+        let request = pb::AlterTopicConfigRequest {
+            name: name.into(),
+            config: config.into_iter().collect(),
+        };
+        let r = self
+            .client
+            .retry(None, || {
+                self.client.call_any(&what, |channel, addr| {
+                    let request = request.clone();
+                    let what = what.clone();
+                    async move {
+                        let mut c = MetadataServiceClient::new(channel);
+                        timed(&what, &addr, timeout, c.alter_topic_config(request)).await
+                    }
+                })
+            })
+            .await
+            .map_err(|e| match e {
+                ClientError::UnknownTopicOrPartition { .. } => {
+                    ClientError::UnknownTopicOrPartition {
+                        what: format!("topic {name}"),
+                    }
+                }
+                e => e,
+            })?;
+        match r.topic {
+            Some(t) => Ok(convert_topic(t)),
+            None => self.describe_topic(name).await,
+        }
+    }
+
     /// Describes one topic: partitions, leaders, replicas, config.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
         let topics = [name.to_string()];

@@ -107,6 +107,8 @@ impl Broker {
             election_timeout_min_ms: config.raft.election_timeout_min.as_millis() as u64,
             election_timeout_max_ms: config.raft.election_timeout_max.as_millis() as u64,
             heartbeat_interval_ms: config.raft.heartbeat_interval.as_millis() as u64,
+            producer_id_expiry_ms: config.limits.producer_id_expiry.as_millis() as u64,
+            producer_ids_per_partition_max: config.limits.producer_ids_per_partition_max,
             ..skein_raft::RaftConfig::default()
         };
         let registry = Registry::new(config.node_id, raft_config)?;
@@ -271,9 +273,9 @@ impl Broker {
         for r in self.local_replicas() {
             let m = r.group.raft().metrics().borrow().clone();
             let hwm = r.group.high_watermark();
-            let (end, last_index) = r
+            let (end, last_index, start) = r
                 .group
-                .with_log(|l| (l.next_offset(), l.next_index()))
+                .with_log(|l| (l.next_offset(), l.next_index(), l.log_start_offset()))
                 .await;
             let committed = m.last_applied.map_or(0, |l| l.index + 1);
             out.push(PartitionGauge {
@@ -284,6 +286,7 @@ impl Broker {
                 high_watermark: hwm,
                 log_end_offset: end,
                 commit_lag: last_index.saturating_sub(committed),
+                log_start_offset: start,
             });
         }
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -441,9 +444,21 @@ impl Broker {
                 break;
             }
             match self.propose_patiently(&cmd, Duration::from_secs(5)).await {
+                Ok(MetaOutcome::Refused { reason }) => {
+                    return Err(NodeError::Config(format!(
+                        "the cluster metadata refuses to register node {}: {reason}",
+                        self.node_id()
+                    )));
+                }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::info!(error = %e, "registering in the cluster metadata; retrying")
+                    tracing::info!(error = %e, "registering in the cluster metadata; retrying");
+                    // Not a busy loop when the leader refuses (e.g. on the peer port).
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        self.metadata_changed.notified(),
+                    )
+                    .await;
                 }
             }
             if self.stopping.load(Ordering::Acquire) {
@@ -470,8 +485,10 @@ impl Broker {
         }
     }
 
-    /// Starts and stops local replicas as the metadata says, forever.
+    /// Starts and stops local replicas as the metadata says, forever. Also starts the node's
+    /// retention task ([`crate::retention::run`]), which works on the replicas opened here.
     pub async fn reconcile_loop(self: Arc<Self>) {
+        tokio::spawn(crate::retention::run(self.clone()));
         loop {
             let notified = self.metadata_changed.notified();
             if let Err(e) = self.reconcile().await {

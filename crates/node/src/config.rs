@@ -65,6 +65,9 @@ pub struct TopicDefaults {
     pub replication_factor: u32,
     /// The partition log settings every topic starts from.
     pub log: LogConfig,
+    /// How often the node enforces retention on the partitions it leads (and deletes, on every
+    /// replica, the segments below the log start).
+    pub retention_check_interval: Duration,
 }
 
 /// Limits that keep a node's memory bounded under load.
@@ -82,6 +85,13 @@ pub struct Limits {
     pub fetch_wait_max: Duration,
     /// Longest a produce request waits for replication.
     pub produce_timeout: Duration,
+    /// A partition forgets an idempotent producer this long (by the log's clock) after its
+    /// newest batch.
+    pub producer_id_expiry: Duration,
+    /// Most idempotent producers a partition remembers (least recently used forgotten first).
+    pub producer_ids_per_partition_max: u64,
+    /// Connections open at once on the peer port; one more is closed at accept.
+    pub peer_connections_max: usize,
 }
 
 /// Raft timing.
@@ -118,6 +128,7 @@ impl Default for NodeConfig {
                     flush: FlushPolicy::EveryBatch,
                     ..LogConfig::default()
                 },
+                retention_check_interval: Duration::from_secs(300),
             },
             limits: Limits {
                 request_bytes_max: 16 << 20,
@@ -126,6 +137,9 @@ impl Default for NodeConfig {
                 fetch_bytes_max: 8 << 20,
                 fetch_wait_max: Duration::from_secs(30),
                 produce_timeout: Duration::from_secs(30),
+                producer_id_expiry: Duration::from_secs(7 * 24 * 3600),
+                producer_ids_per_partition_max: 10_000,
+                peer_connections_max: 256,
             },
             raft: RaftTiming {
                 election_timeout_min: Duration::from_millis(300),
@@ -214,6 +228,7 @@ struct FileTopicDefaults {
     replication_factor: Option<u32>,
     retention: Option<Dur>,
     retention_bytes: Option<Size>,
+    retention_check_interval: Option<Dur>,
     segment_bytes: Option<Size>,
     preallocate_step: Option<Size>,
     segment_age: Option<Dur>,
@@ -232,6 +247,9 @@ struct FileLimits {
     fetch_bytes_max: Option<Size>,
     fetch_wait_max: Option<Dur>,
     produce_timeout: Option<Dur>,
+    producer_id_expiry: Option<Dur>,
+    producer_ids_per_partition_max: Option<u64>,
+    peer_connections_max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -475,6 +493,12 @@ impl NodeConfig {
         if let Some(b) = size(&td.retention_bytes, "topic_defaults.retention_bytes")? {
             d.log.retention.bytes = Some(b);
         }
+        if let Some(i) = dur(
+            &td.retention_check_interval,
+            "topic_defaults.retention_check_interval",
+        )? {
+            d.retention_check_interval = i;
+        }
         if let Some(b) = size(&td.segment_bytes, "topic_defaults.segment_bytes")? {
             d.log.segment_bytes_max = b;
         }
@@ -511,6 +535,15 @@ impl NodeConfig {
         }
         if let Some(w) = dur(&l.produce_timeout, "limits.produce_timeout")? {
             c.limits.produce_timeout = w;
+        }
+        if let Some(e) = dur(&l.producer_id_expiry, "limits.producer_id_expiry")? {
+            c.limits.producer_id_expiry = e;
+        }
+        if let Some(n) = l.producer_ids_per_partition_max {
+            c.limits.producer_ids_per_partition_max = n;
+        }
+        if let Some(n) = l.peer_connections_max {
+            c.limits.peer_connections_max = n;
         }
         kafka_settings(&file.kafka, &mut c.kafka)?;
         let r = &file.raft;
@@ -568,6 +601,11 @@ impl NodeConfig {
         if d.partitions == 0 {
             return Err(invalid("topic_defaults.partitions must be at least 1"));
         }
+        if d.retention_check_interval.is_zero() {
+            return Err(invalid(
+                "topic_defaults.retention_check_interval must be positive",
+            ));
+        }
         if d.replication_factor == 0 {
             return Err(invalid(
                 "topic_defaults.replication_factor must be at least 1",
@@ -580,6 +618,15 @@ impl NodeConfig {
         if l.inflight_requests_max == 0 || l.connections_max == 0 {
             return Err(invalid(
                 "limits: inflight_requests_max and connections_max must be at least 1",
+            ));
+        }
+        if l.producer_id_expiry.is_zero()
+            || l.producer_ids_per_partition_max == 0
+            || l.peer_connections_max == 0
+        {
+            return Err(invalid(
+                "limits: producer_id_expiry, producer_ids_per_partition_max and \
+                 peer_connections_max must be positive",
             ));
         }
         if (l.request_bytes_max as u64) < u64::from(d.log.batch_bytes_max) {
@@ -741,6 +788,35 @@ mod tests {
     }
 
     #[test]
+    fn bounds_come_from_the_environment_and_must_be_positive() {
+        let c = load(
+            &Overrides::default(),
+            &[
+                ("SKEIN_LIMITS_PRODUCER_ID_EXPIRY", "1h"),
+                ("SKEIN_LIMITS_PRODUCER_IDS_PER_PARTITION_MAX", "50"),
+                ("SKEIN_LIMITS_PEER_CONNECTIONS_MAX", "8"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.limits.producer_id_expiry, Duration::from_secs(3600));
+        assert_eq!(c.limits.producer_ids_per_partition_max, 50);
+        assert_eq!(c.limits.peer_connections_max, 8);
+        for var in [
+            "SKEIN_LIMITS_PRODUCER_ID_EXPIRY",
+            "SKEIN_LIMITS_PRODUCER_IDS_PER_PARTITION_MAX",
+            "SKEIN_LIMITS_PEER_CONNECTIONS_MAX",
+        ] {
+            assert!(
+                matches!(
+                    load(&Overrides::default(), &[(var, "0")]),
+                    Err(NodeError::Config(_))
+                ),
+                "{var}=0 accepted"
+            );
+        }
+    }
+
+    #[test]
     fn file_then_env_then_flags() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("skein.toml");
@@ -752,6 +828,7 @@ peers = "1=a:9651,2=b:9651,3=c:9651"
 [topic_defaults]
 partitions = 6
 retention = "3d"
+retention_check_interval = "30s"
 segment_bytes = "64 MiB"
 preallocate_step = "1 MiB"
 flush_policy = "every-batch"
@@ -781,6 +858,10 @@ connections_max = 10
             Some(Duration::from_secs(3 * 86400))
         );
         assert_eq!(c.topic_defaults.log.segment_bytes_max, 64 << 20);
+        assert_eq!(
+            c.topic_defaults.retention_check_interval,
+            Duration::from_secs(30)
+        );
         assert_eq!(c.topic_defaults.log.preallocate_step_bytes, 1 << 20);
         assert_eq!(c.topic_defaults.log.flush, FlushPolicy::EveryBatch);
         assert_eq!(c.limits.connections_max, 10);

@@ -10,6 +10,7 @@
 //! - [`http`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`;
 //! - [`groups`]: consumer-group coordination and committed offsets;
 //! - [`topics`]: topic names and per-topic settings; [`placement`]: replica placement;
+//!   [`retention`]: the task that deletes old segments by time and size;
 //! - [`error`]: the broker's error type and its one mapping to gRPC statuses;
 //! - [`debug`]: the offline inspector (`skein-node debug ...`);
 //! - [`cli`]: the `skein-node` command line (the binary is a thin shell over it).
@@ -26,6 +27,7 @@ pub mod internal;
 pub mod kafka;
 pub mod metrics;
 pub mod placement;
+pub mod retention;
 pub mod server;
 pub mod service;
 pub mod topics;

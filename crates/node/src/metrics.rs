@@ -32,6 +32,8 @@ pub struct PartitionGauge {
     pub log_end_offset: u64,
     /// Raft entries appended here but not yet committed.
     pub commit_lag: u64,
+    /// First offset a consumer may read on this replica (moved by retention).
+    pub log_start_offset: u64,
 }
 
 /// A consumer group's committed offset on one partition, as shown on `/metrics`.
@@ -71,6 +73,11 @@ pub struct Metrics {
     pub fetch_latency: Histogram,
     /// Requests refused or delayed by limits.
     pub throttled: Counter,
+    /// The bounds on groups and peer connections (`docs/reliability.md`, "Bounds").
+    pub bounds: Bounds,
+    /// Bytes of whole segments deleted on this node's replicas below their log start
+    /// (retention).
+    pub retention_deleted_bytes: Counter,
     connections: AtomicU64,
 }
 
@@ -95,6 +102,8 @@ impl Metrics {
             fetch_bytes: Counter::default(),
             fetch_latency: latency(),
             throttled: Counter::default(),
+            bounds: Bounds::default(),
+            retention_deleted_bytes: Counter::default(),
             connections: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -143,7 +152,18 @@ impl Metrics {
             "Requests refused or delayed by limits",
             m.throttled.clone(),
         );
+        m.register_retention(&mut registry);
+        m.bounds.register(&mut registry);
         Metrics { registry, ..m }
+    }
+
+    /// Retention's metrics (`crate::retention`).
+    fn register_retention(&self, registry: &mut Registry) {
+        registry.register(
+            "retention_deleted_bytes",
+            "Bytes of segments deleted below the log start (retention), on every replica here",
+            self.retention_deleted_bytes.clone(),
+        );
     }
 
     /// A client connection opened.
@@ -229,6 +249,7 @@ impl Metrics {
             });
             gauge(w, name, help, samples);
         }
+        retention_gauges(w, partitions);
         let group_labels = |g: &GroupGauge| {
             format!(
                 "group=\"{}\",topic=\"{}\",partition=\"{}\"",
@@ -269,6 +290,130 @@ fn gauge(w: &mut String, name: &str, help: &str, samples: impl IntoIterator<Item
     }
 }
 
+/// The per-partition gauges of retention.
+fn retention_gauges(w: &mut String, partitions: &[PartitionGauge]) {
+    gauge(
+        w,
+        "skein_log_start_offset",
+        "First offset consumers may read on this replica (moved by retention).",
+        partitions.iter().map(|p| {
+            (
+                format!("topic=\"{}\",partition=\"{}\"", p.topic, p.partition),
+                p.log_start_offset,
+            )
+        }),
+    );
+}
+
+/// Counters and gauges of the node's bounds (each limit's metric; the per-partition producer
+/// gauges are rendered by [`Bounds::producer_gauges`]).
+#[derive(Debug, Default)]
+pub struct Bounds {
+    /// Joins refused because the offsets partition has the most groups with members.
+    pub groups_refused: Counter,
+    /// Joins refused because the group has the most members.
+    pub members_refused: Counter,
+    /// Peer connections closed at accept because `limits.peer_connections_max` were open.
+    pub peer_connections_refused: Counter,
+    peer_connections: AtomicU64,
+}
+
+/// A per-partition producer gauge: name, help, and how to read it.
+type ProducerGaugeDef = (&'static str, &'static str, fn(&ProducerGauge) -> u64);
+
+/// A partition replica's idempotent-producer table, as shown on `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerGauge {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// Producer ids remembered.
+    pub ids: u64,
+    /// Producer ids forgotten after the expiry, since the replica opened.
+    pub expired: u64,
+    /// Producer ids forgotten beyond the per-partition maximum, since the replica opened.
+    pub evicted: u64,
+}
+
+impl Bounds {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "groups_refused",
+            "Group joins refused: the offsets partition has the most groups with members",
+            self.groups_refused.clone(),
+        );
+        registry.register(
+            "group_members_refused",
+            "Group joins refused: the group has the most members",
+            self.members_refused.clone(),
+        );
+        registry.register(
+            "peer_connections_refused",
+            "Peer connections closed at accept: limits.peer_connections_max were open",
+            self.peer_connections_refused.clone(),
+        );
+    }
+
+    /// A peer connection opened.
+    pub fn peer_connection_opened(&self) {
+        self.peer_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A peer connection closed.
+    pub fn peer_connection_closed(&self) {
+        self.peer_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The bounds' gauges: open peer connections and each replica's producer table, as text
+    /// lines to place before the exposition's `# EOF`.
+    pub fn gauges(&self, producers: &[ProducerGauge]) -> String {
+        let mut w = String::new();
+        gauge(
+            &mut w,
+            "skein_peer_connections",
+            "Open connections on the peer port.",
+            [(String::new(), self.peer_connections.load(Ordering::Relaxed))],
+        );
+        let labels =
+            |p: &ProducerGauge| format!("topic=\"{}\",partition=\"{}\"", p.topic, p.partition);
+        let per_partition: [ProducerGaugeDef; 3] = [
+            (
+                "skein_producer_ids",
+                "Idempotent producer ids the partition remembers.",
+                |p| p.ids,
+            ),
+            (
+                "skein_producer_ids_expired",
+                "Producer ids forgotten after limits.producer_id_expiry, since the replica opened.",
+                |p| p.expired,
+            ),
+            (
+                "skein_producer_ids_evicted",
+                "Producer ids forgotten beyond limits.producer_ids_per_partition_max (least \
+                 recently used first), since the replica opened.",
+                |p| p.evicted,
+            ),
+        ];
+        for (name, help, f) in per_partition {
+            gauge(
+                &mut w,
+                name,
+                help,
+                producers.iter().map(|p| (labels(p), f(p))),
+            );
+        }
+        w
+    }
+}
+
+/// `text` (a rendered exposition) with `lines` placed before its `# EOF`.
+pub fn insert_before_eof(mut text: String, lines: &str) -> String {
+    let at = text.rfind("# EOF").unwrap_or(text.len());
+    text.insert_str(at, lines);
+    text
+}
+
 /// Escapes a label value (group ids may hold quotes and backslashes).
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -296,6 +441,7 @@ mod tests {
                 high_watermark: 10,
                 log_end_offset: 12,
                 commit_lag: 1,
+                log_start_offset: 5,
             }],
             &[GroupGauge {
                 group: "billing".into(),
@@ -323,6 +469,43 @@ mod tests {
             text.contains("skein_raft_term{topic=\"orders\",partition=\"1\"} 4"),
             "{text}"
         );
+        assert!(
+            text.contains("skein_log_start_offset{topic=\"orders\",partition=\"1\"} 5"),
+            "{text}"
+        );
+        m.retention_deleted_bytes.inc_by(4096);
+        let text = m.render(3, &[], &[]);
+        assert!(
+            text.contains("skein_retention_deleted_bytes_total 4096"),
+            "{text}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"));
+    }
+
+    #[test]
+    fn renders_the_bounds() {
+        let m = Metrics::new();
+        m.bounds.members_refused.inc();
+        m.bounds.peer_connection_opened();
+        let text = insert_before_eof(
+            m.render(1, &[], &[]),
+            &m.bounds.gauges(&[ProducerGauge {
+                topic: "orders".into(),
+                partition: 0,
+                ids: 12,
+                expired: 3,
+                evicted: 1,
+            }]),
+        );
+        for line in [
+            "skein_group_members_refused_total 1",
+            "skein_peer_connections 1",
+            "skein_producer_ids{topic=\"orders\",partition=\"0\"} 12",
+            "skein_producer_ids_expired{topic=\"orders\",partition=\"0\"} 3",
+            "skein_producer_ids_evicted{topic=\"orders\",partition=\"0\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in {text}");
+        }
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }

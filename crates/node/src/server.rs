@@ -21,6 +21,7 @@ use crate::error::{NodeError, Result};
 use crate::http::{self, HttpState};
 use crate::internal::NodeControlApi;
 use crate::kafka::KafkaBackend;
+use crate::metrics;
 use crate::service::ClientApi;
 
 /// The node's bound listeners. Binding before `run` lets tests use port 0.
@@ -93,12 +94,16 @@ struct LimitedConn {
     inner: TcpStream,
     _permit: Option<OwnedSemaphorePermit>,
     broker: Option<Arc<Broker>>,
+    /// On the peer port (counted in the bounds' metrics, not as a client connection).
+    peer: bool,
 }
 
 impl Drop for LimitedConn {
     fn drop(&mut self) {
-        if let Some(b) = &self.broker {
-            b.metrics.connection_closed();
+        match &self.broker {
+            Some(b) if self.peer => b.metrics.bounds.peer_connection_closed(),
+            Some(b) => b.metrics.connection_closed(),
+            None => {}
         }
     }
 }
@@ -168,9 +173,48 @@ fn incoming(
                     inner: s,
                     _permit: permit,
                     broker: broker.clone(),
+                    peer: false,
                 }
             });
             Some((r, (listener, limit, broker)))
+        },
+    )
+}
+
+/// Accepted peer connections, at most `limit` open at once: one more is closed at accept (with
+/// a metric and a log line), so that a flood of connections cannot hold the peer port's
+/// memory, while the nodes' own connections (a few per peer, kept open) are never queued
+/// behind it.
+fn peer_incoming(
+    listener: TcpListener,
+    limit: usize,
+    broker: Arc<Broker>,
+) -> impl futures_util::Stream<Item = std::io::Result<LimitedConn>> {
+    let permits = Arc::new(Semaphore::new(limit));
+    futures_util::stream::unfold(
+        (listener, permits, broker),
+        move |(listener, permits, broker)| async move {
+            loop {
+                let (s, from) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => return Some((Err(e), (listener, permits, broker))),
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    broker.metrics.bounds.peer_connections_refused.inc();
+                    tracing::warn!(%from, limit, "peer connection refused: limits.peer_connections_max connections are open");
+                    drop(s);
+                    continue;
+                };
+                let _ = s.set_nodelay(true);
+                broker.metrics.bounds.peer_connection_opened();
+                let conn = LimitedConn {
+                    inner: s,
+                    _permit: Some(permit),
+                    broker: Some(broker.clone()),
+                    peer: true,
+                };
+                return Some((Ok(conn), (listener, permits, broker)));
+            }
         },
     )
 }
@@ -188,8 +232,32 @@ impl HttpState for HttpView {
             tokio::runtime::Handle::current().block_on(b.partition_gauges())
         });
         let groups = self.0.group_gauges();
-        self.0.metrics.render(self.0.node_id(), &gauges, &groups)
+        let text = self.0.metrics.render(self.0.node_id(), &gauges, &groups);
+        metrics::insert_before_eof(
+            text,
+            &self.0.metrics.bounds.gauges(&producer_gauges(&self.0)),
+        )
     }
+}
+
+/// Each local replica's idempotent-producer table, for `/metrics`.
+fn producer_gauges(broker: &Broker) -> Vec<metrics::ProducerGauge> {
+    let mut out: Vec<_> = broker
+        .local_replicas()
+        .into_iter()
+        .map(|r| {
+            let p = r.group.producer_stats();
+            metrics::ProducerGauge {
+                topic: r.topic,
+                partition: r.partition,
+                ids: p.ids as u64,
+                expired: p.expired,
+                evicted: p.evicted,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    out
 }
 
 /// Serves the Kafka protocol over the broker core until `shutdown` completes, then lets each
@@ -281,7 +349,7 @@ pub async fn run(
             NodeControlApi::new(broker.clone()),
         ))
         .serve_with_incoming_shutdown(
-            incoming(listeners.peer, None, None),
+            peer_incoming(listeners.peer, limits.peer_connections_max, broker.clone()),
             stopped(stop_rx.clone()),
         );
     let peer_task = tokio::spawn(peer_server);

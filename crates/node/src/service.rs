@@ -178,6 +178,20 @@ impl pb::metadata_service_server::MetadataService for ClientApi {
         }))
     }
 
+    async fn alter_topic_config(
+        &self,
+        req: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        let req = req.into_inner();
+        let topic = self
+            .core
+            .alter_topic_config(&req.name, req.config.into_iter().collect())
+            .await?;
+        Ok(Response::new(pb::AlterTopicConfigResponse {
+            topic: Some(topic_pb(topic)),
+        }))
+    }
+
     async fn delete_topic(
         &self,
         req: Request<pb::DeleteTopicRequest>,

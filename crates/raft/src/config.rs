@@ -32,6 +32,12 @@ pub struct RaftConfig {
     pub reconnect_backoff_min_ms: u64,
     /// Longest pause between reconnection attempts.
     pub reconnect_backoff_max_ms: u64,
+    /// A partition forgets an idempotent producer whose newest batch is this much older than
+    /// the newest batch timestamp the partition applied (Kafka's `producer.id.expiration.ms`).
+    pub producer_id_expiry_ms: u64,
+    /// Most idempotent producers a partition remembers; beyond it the least recently used one
+    /// (oldest newest-batch timestamp) is forgotten.
+    pub producer_ids_per_partition_max: u64,
 }
 
 impl Default for RaftConfig {
@@ -48,6 +54,8 @@ impl Default for RaftConfig {
             connect_timeout_ms: 1000,
             reconnect_backoff_min_ms: 50,
             reconnect_backoff_max_ms: 2000,
+            producer_id_expiry_ms: 7 * 24 * 3600 * 1000,
+            producer_ids_per_partition_max: 10_000,
         }
     }
 }
@@ -89,6 +97,11 @@ impl RaftConfig {
                 "reconnect backoff must satisfy 0 < min ({}) <= max ({})",
                 self.reconnect_backoff_min_ms, self.reconnect_backoff_max_ms
             ));
+        }
+        if self.producer_id_expiry_ms == 0 || self.producer_ids_per_partition_max == 0 {
+            return fail(
+                "producer_id_expiry_ms and producer_ids_per_partition_max must be positive".into(),
+            );
         }
         Ok(())
     }

@@ -8,13 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
-use skein_storage::{LogConfig, PartitionLog};
+use skein_storage::{LogConfig, PartitionLog, Retention};
 use tracing::Instrument;
 
 use crate::config::RaftConfig;
 use crate::error::{Error, Result};
 use crate::log_store::{LogShared, LogStore};
-use crate::state_machine::{load_snapshot, AppliedState, Applier, StateMachine};
+use crate::state_machine::{load_snapshot, log_start_batch, AppliedState, Applier, StateMachine};
 use crate::transport::{NetworkFactory, PeerPool};
 use crate::types::{GroupId, Node, NodeId, RecordBatch, SkeinTypes};
 
@@ -63,10 +63,11 @@ where
         async move {
             let batch_bytes_max = log_config.batch_bytes_max;
             let shared = LogShared::open(id, node, dir, log_config)?;
-            let (state, snapshot) = {
+            let (mut state, snapshot) = {
                 let mut g = shared.inner.lock().await;
                 load_snapshot::<C, A>(&shared, &mut g)?
             };
+            state.app.configure(config);
             let state = Arc::new(RwLock::new(state));
             let log_store = LogStore::<C>::new(shared.clone(), config.append_bytes_max);
             let sm = StateMachine::<C, A>::new(shared.clone(), state.clone(), snapshot);
@@ -233,6 +234,53 @@ where
         let target = point.last_index.min(applied);
         self.purge_through(target).await?;
         Ok(Some(target))
+    }
+
+    /// One retention step, on the leader: when the retention policy `retention` wants a prefix
+    /// of whole sealed segments gone at `now_ms`, proposes moving the log start offset past it
+    /// through Raft, so that every replica moves its log start to the same offset when it
+    /// applies the entry. Returns the new log start offset, if it moved. The segments themselves
+    /// go with [`Group::purge_below_log_start`] on each replica.
+    pub async fn retention_step(&self, retention: Retention, now_ms: i64) -> Result<Option<u64>> {
+        let (point, start) = {
+            let g = self.shared.inner.lock().await;
+            (
+                g.log.retention_point_with(retention, now_ms),
+                g.log.log_start_offset(),
+            )
+        };
+        let Some(point) = point else { return Ok(None) };
+        let target = point.offset.min(self.applied_offset());
+        if target <= start {
+            return Ok(None);
+        }
+        self.write(RecordBatch(log_start_batch(target))).await?;
+        Ok(Some(target))
+    }
+
+    /// Deletes this replica's whole sealed segments below its (applied) log start offset the
+    /// Raft way: a snapshot covers them, then openraft purges through their last entry, so a
+    /// follower that needs them later installs the snapshot instead. Returns the bytes deleted.
+    pub async fn purge_below_log_start(&self) -> Result<u64> {
+        let (through, size) = {
+            let g = self.shared.inner.lock().await;
+            (
+                g.log.last_index_below(g.log.log_start_offset()),
+                g.log.size_bytes(),
+            )
+        };
+        let applied = self.with_state(|s| s.last_applied.map(|l| l.index));
+        let (Some(through), Some(applied)) = (through, applied) else {
+            return Ok(0);
+        };
+        let through = through.min(applied);
+        let purged = self.raft.metrics().borrow().purged.map(|p| p.index);
+        if purged.is_some_and(|p| p >= through) {
+            return Ok(0);
+        }
+        self.purge_through(through).await?;
+        let after = self.shared.inner.lock().await.log.size_bytes();
+        Ok(size.saturating_sub(after))
     }
 
     /// Stops the group's Raft node. The files stay; opening the group again resumes it.

@@ -23,10 +23,14 @@
 //!   live beside the log in the group directory, each written atomically (temporary file, fsync,
 //!   rename, fsync of the directory).
 //! - **Purge and retention agree.** Openraft never purges on its own (`max_in_snapshot_log_to_keep
-//!   = u64::MAX`): the partition log is the data consumers read. [`Group::enforce_retention`]
-//!   takes the prefix of sealed segments retention wants gone, makes sure a snapshot covers it and
-//!   has openraft purge through it; `purge` records the purge point, then deletes whole sealed
-//!   segments. Entries at or below the purge point are never returned, even if still on disk.
+//!   = u64::MAX`): the partition log is the data consumers read. The leader decides what
+//!   retention removes ([`Group::retention_step`]) and proposes a `LogStart` entry (an internal
+//!   control batch carrying the new log start offset); applying it moves the log start on every
+//!   replica. Each replica then makes sure a snapshot covers its whole sealed segments below the
+//!   log start and has openraft purge through them ([`Group::purge_below_log_start`]); `purge`
+//!   records the purge point, then deletes whole sealed segments. Entries at or below the purge
+//!   point are never returned, even if still on disk. Snapshots carry the log start.
+//!   ([`Group::enforce_retention`] is the local-only variant, used by tests.)
 //! - **State machine.** The applied state is the last applied log id, the membership, the record
 //!   offset after the last applied entry (the high watermark) and an application part: the
 //!   idempotent-producer table for partitions ([`ProducerTable`]), the cluster metadata for the
@@ -72,11 +76,11 @@ pub use crate::group::Group;
 pub use crate::log_store::{LogReader, LogStore};
 pub use crate::metadata::{
     command_batch, ClusterMetadata, MetaCommand, MetaOutcome, MetadataGroup, NodeInfo,
-    PartitionAssignment, TopicInfo, METADATA_GROUP_ID,
+    PartitionAssignment, TopicInfo, METADATA_GROUP_ID, OFFSETS_TOPIC, TOPIC_PARTITIONS_MAX,
 };
 pub use crate::partition::{
-    PartitionGroup, ProducedBatch, ProducerState, ProducerTable, SequenceCheck,
-    PRODUCER_BATCHES_KEPT,
+    PartitionGroup, ProducedBatch, ProducerLimits, ProducerState, ProducerStats, ProducerTable,
+    SequenceCheck, PRODUCER_BATCHES_KEPT,
 };
 pub use crate::registry::Registry;
 pub use crate::state_machine::{AppliedState, Applier, SnapshotBuilder, StateMachine};

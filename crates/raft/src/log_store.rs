@@ -325,7 +325,7 @@ pub(crate) fn entry_from_batch<C: SkeinTypes>(index: u64, b: Batch) -> Result<op
     let h = *b.header();
     let term = u64::try_from(h.leader_epoch).unwrap_or(0);
     let payload = match h.kind {
-        EntryKind::Data | EntryKind::Control => {
+        EntryKind::Data | EntryKind::Control | EntryKind::LogStart => {
             EntryPayload::Normal(RecordBatch(b.bytes().clone()))
         }
         EntryKind::Blank => EntryPayload::Blank,
@@ -600,7 +600,7 @@ fn entry_batch<C: SkeinTypes>(entry: &openraft::Entry<C>) -> Result<bytes::Bytes
     Ok(match &entry.payload {
         EntryPayload::Normal(RecordBatch(b)) => {
             let h = BatchHeader::parse(b).map_err(|e| Error::InvalidBatch(e.into()))?;
-            if h.kind != EntryKind::Data {
+            if !matches!(h.kind, EntryKind::Data | EntryKind::LogStart) {
                 return Err(Error::NotDataBatch { kind: h.kind });
             }
             b.clone()

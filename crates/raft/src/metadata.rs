@@ -84,6 +84,14 @@ pub enum MetaCommand {
         /// How many.
         count: u32,
     },
+    /// Sets configuration overrides of a topic (each key given replaces its value; other keys
+    /// stay). The values are validated before the command is proposed.
+    AlterTopicConfig {
+        /// Topic name.
+        name: String,
+        /// The overrides to set.
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// What applying a [`MetaCommand`] did.
@@ -107,6 +115,12 @@ pub enum MetaOutcome {
     UnknownTopic,
     /// The entry did not hold a decodable command.
     Invalid,
+    /// The command breaks a rule of the metadata ([`MetaCommand::validate`]) and changed
+    /// nothing.
+    Refused {
+        /// Which rule, for people.
+        reason: String,
+    },
 }
 
 /// The cluster metadata: the metadata group's applied state.
@@ -130,6 +144,243 @@ pub struct ClusterMetadata {
 /// Group id of the metadata group.
 pub const METADATA_GROUP_ID: GroupId = 0;
 
+/// The topic of consumer groups' committed offsets: created by the nodes, never deleted.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Longest topic name (Kafka's limit).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Most partitions of one topic.
+pub const TOPIC_PARTITIONS_MAX: usize = 10_000;
+/// Most replicas of one partition.
+pub const REPLICATION_FACTOR_MAX: usize = 16;
+/// Most configuration overrides of one topic, and the longest key and value.
+pub const TOPIC_CONFIGS_MAX: usize = 64;
+/// Longest configuration key or value of a topic.
+pub const TOPIC_CONFIG_BYTES_MAX: usize = 1024;
+/// Most nodes in the metadata.
+pub const NODES_MAX: usize = 1024;
+/// Longest node address (`HOST:PORT`).
+pub const ADDR_BYTES_MAX: usize = 255;
+/// Most producer ids allocated by one command.
+pub const PRODUCER_IDS_ALLOCATION_MAX: u32 = 1000;
+
+impl MetaCommand {
+    /// Checks the command against the rules of the metadata `m` it would apply to: names and
+    /// addresses well formed, counts within limits, replicas on registered nodes, a leader among
+    /// its partition's replicas, a node's peer address fixed once registered and owned by one
+    /// node. Deterministic: every replica refuses the same commands.
+    pub fn validate(&self, m: &ClusterMetadata) -> std::result::Result<(), String> {
+        match self {
+            MetaCommand::RegisterNode { id, info } => validate_node(m, *id, info),
+            MetaCommand::CreateTopic {
+                name,
+                replicas,
+                configs,
+            } => {
+                validate_topic_name(name)?;
+                validate_replicas(m, replicas)?;
+                validate_configs(configs)
+            }
+            MetaCommand::DeleteTopic { name } => {
+                validate_topic_name(name)?;
+                if name == OFFSETS_TOPIC {
+                    return Err(format!("{OFFSETS_TOPIC} cannot be deleted"));
+                }
+                Ok(())
+            }
+            MetaCommand::SetLeader {
+                group,
+                leader,
+                term,
+            } => {
+                let assignment = m
+                    .topics
+                    .values()
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|p| p.group == *group);
+                match assignment {
+                    // A topic deleted meanwhile: harmless, ignored when applied.
+                    None => Ok(()),
+                    Some(_) if *term == 0 => Err("a leader's term is at least 1".into()),
+                    Some(p) if !p.replicas.contains(leader) => Err(format!(
+                        "node {leader} holds no replica of partition group {group}"
+                    )),
+                    Some(_) => Ok(()),
+                }
+            }
+            MetaCommand::AllocateProducerIds { count } => {
+                if *count == 0 || *count > PRODUCER_IDS_ALLOCATION_MAX {
+                    return Err(format!(
+                        "allocate from 1 to {PRODUCER_IDS_ALLOCATION_MAX} producer ids, not {count}"
+                    ));
+                }
+                if m.next_producer_id
+                    .max(1)
+                    .checked_add(i64::from(*count))
+                    .is_none()
+                {
+                    return Err("producer ids are exhausted".into());
+                }
+                Ok(())
+            }
+            MetaCommand::AlterTopicConfig { name, configs } => {
+                validate_topic_name(name)?;
+                if name == OFFSETS_TOPIC {
+                    return Err(format!("{OFFSETS_TOPIC}'s settings cannot be changed"));
+                }
+                // A missing topic is answered UnknownTopic when applied.
+                let mut merged = m
+                    .topics
+                    .get(name)
+                    .map(|t| t.configs.clone())
+                    .unwrap_or_default();
+                merged.extend(configs.iter().map(|(k, v)| (k.clone(), v.clone())));
+                validate_configs(&merged)
+            }
+        }
+    }
+}
+
+fn validate_topic_name(name: &str) -> std::result::Result<(), String> {
+    let shown: String = name.chars().take(64).collect();
+    if name.is_empty() || name == "." || name == ".." || name.len() > TOPIC_NAME_BYTES_MAX {
+        return Err(format!(
+            "topic name `{shown}` is empty, `.`, `..` or longer than {TOPIC_NAME_BYTES_MAX}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "topic name `{shown}` has characters other than letters, digits, `.`, `_`, `-`"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_replicas(
+    m: &ClusterMetadata,
+    replicas: &[Vec<NodeId>],
+) -> std::result::Result<(), String> {
+    if replicas.is_empty() || replicas.len() > TOPIC_PARTITIONS_MAX {
+        return Err(format!(
+            "{} partitions; a topic has from 1 to {TOPIC_PARTITIONS_MAX}",
+            replicas.len()
+        ));
+    }
+    let rf = replicas[0].len();
+    if rf == 0 || rf > REPLICATION_FACTOR_MAX {
+        return Err(format!(
+            "replication factor {rf}; from 1 to {REPLICATION_FACTOR_MAX}"
+        ));
+    }
+    for (i, r) in replicas.iter().enumerate() {
+        if r.len() != rf {
+            return Err(format!(
+                "partition {i} has {} replicas, partition 0 has {rf}",
+                r.len()
+            ));
+        }
+        for (j, n) in r.iter().enumerate() {
+            if !m.nodes.contains_key(n) {
+                return Err(format!("partition {i}: node {n} is not registered"));
+            }
+            if r[..j].contains(n) {
+                return Err(format!("partition {i}: node {n} is named twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_configs(configs: &BTreeMap<String, String>) -> std::result::Result<(), String> {
+    if configs.len() > TOPIC_CONFIGS_MAX {
+        return Err(format!(
+            "{} configuration overrides; at most {TOPIC_CONFIGS_MAX}",
+            configs.len()
+        ));
+    }
+    if configs.iter().any(|(k, v)| {
+        k.is_empty() || k.len() > TOPIC_CONFIG_BYTES_MAX || v.len() > TOPIC_CONFIG_BYTES_MAX
+    }) {
+        return Err(format!(
+            "a configuration key is empty, or a key or value is longer than {TOPIC_CONFIG_BYTES_MAX}"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_node(
+    m: &ClusterMetadata,
+    id: NodeId,
+    info: &NodeInfo,
+) -> std::result::Result<(), String> {
+    if id == 0 {
+        return Err("node ids start at 1".into());
+    }
+    validate_addr("peer", &info.peer_addr)?;
+    validate_addr("client", &info.client_addr)?;
+    if !info.kafka_addr.is_empty() {
+        validate_addr("Kafka", &info.kafka_addr)?;
+    }
+    match m.nodes.get(&id) {
+        Some(known) if known.peer_addr != info.peer_addr => {
+            return Err(format!(
+                "node {id} is registered with peer address {}; a node's peer address is its \
+                 identity in the Raft groups and cannot change",
+                known.peer_addr
+            ))
+        }
+        Some(_) => {}
+        None if m.nodes.len() >= NODES_MAX => {
+            return Err(format!(
+                "the cluster has {NODES_MAX} nodes, the most it can have"
+            ))
+        }
+        None => {}
+    }
+    if let Some((other, _)) = m
+        .nodes
+        .iter()
+        .find(|(n, known)| **n != id && known.peer_addr == info.peer_addr)
+    {
+        return Err(format!(
+            "peer address {} belongs to node {other}",
+            info.peer_addr
+        ));
+    }
+    Ok(())
+}
+
+/// `HOST:PORT` with a port from 1 to 65535 and a host of letters, digits, `.`, `-`, `_`, or an
+/// IPv6 address in brackets.
+fn validate_addr(what: &str, addr: &str) -> std::result::Result<(), String> {
+    let shown: String = addr.chars().take(64).collect();
+    let bad = || Err(format!("{what} address `{shown}` is not HOST:PORT"));
+    if addr.len() > ADDR_BYTES_MAX {
+        return bad();
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return bad();
+    };
+    if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        return bad();
+    }
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        }
+    };
+    if !host_ok {
+        return bad();
+    }
+    Ok(())
+}
+
 impl ClusterMetadata {
     /// A stable id of the cluster: derived from the lowest node id and its peer address, which
     /// the first registration fixes.
@@ -144,6 +395,9 @@ impl ClusterMetadata {
     }
 
     fn execute(&mut self, cmd: MetaCommand) -> MetaOutcome {
+        if let Err(reason) = cmd.validate(self) {
+            return MetaOutcome::Refused { reason };
+        }
         match cmd {
             MetaCommand::RegisterNode { id, info } => {
                 self.nodes.insert(id, info);
@@ -204,9 +458,17 @@ impl ClusterMetadata {
             MetaCommand::AllocateProducerIds { count } => {
                 // Ids start at 1; 0 and negatives are never handed out.
                 let first = self.next_producer_id.max(1);
-                self.next_producer_id = first + i64::from(count.max(1));
+                // `validate` checked that this does not overflow.
+                self.next_producer_id = first + i64::from(count);
                 MetaOutcome::ProducerIds { first }
             }
+            MetaCommand::AlterTopicConfig { name, configs } => match self.topics.get_mut(&name) {
+                Some(t) => {
+                    t.configs.extend(configs);
+                    MetaOutcome::Ok
+                }
+                None => MetaOutcome::UnknownTopic,
+            },
         }
     }
 }
@@ -285,7 +547,7 @@ mod tests {
 
     #[test]
     fn topics_get_distinct_groups_and_survive_a_snapshot() {
-        let mut m = ClusterMetadata::default();
+        let mut m = with_nodes(3);
         let lid = crate::log_store::log_id(1, 1);
         let create = MetaCommand::CreateTopic {
             name: "t".into(),
@@ -306,5 +568,207 @@ mod tests {
             <ClusterMetadata as Applier<MetaTypes>>::decode(&Applier::<MetaTypes>::encode(&m))
                 .expect("decodes");
         assert_eq!(back, m);
+    }
+
+    fn apply(m: &mut ClusterMetadata, cmd: &MetaCommand) -> MetaOutcome {
+        let lid = crate::log_store::log_id(1, 1);
+        let r = m.apply(&lid, &RecordBatch(command_batch(cmd)));
+        decode::<MetaOutcome>("o", &r.0).expect("decodes")
+    }
+
+    fn register(id: NodeId, peer: &str) -> MetaCommand {
+        MetaCommand::RegisterNode {
+            id,
+            info: NodeInfo {
+                peer_addr: peer.into(),
+                client_addr: format!("client-{id}:9650"),
+                kafka_addr: String::new(),
+            },
+        }
+    }
+
+    fn with_nodes(n: NodeId) -> ClusterMetadata {
+        let mut m = ClusterMetadata::default();
+        for id in 1..=n {
+            assert_eq!(
+                apply(&mut m, &register(id, &format!("10.0.0.{id}:9651"))),
+                MetaOutcome::Ok
+            );
+        }
+        m
+    }
+
+    fn refused(o: MetaOutcome, containing: &str) {
+        match o {
+            MetaOutcome::Refused { reason } => {
+                assert!(
+                    reason.contains(containing),
+                    "{reason:?} lacks {containing:?}"
+                )
+            }
+            other => panic!("expected a refusal ({containing}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_commands_are_refused_and_change_nothing() {
+        let mut m = with_nodes(3);
+        let create = |name: &str, replicas: Vec<Vec<NodeId>>| MetaCommand::CreateTopic {
+            name: name.into(),
+            replicas,
+            configs: BTreeMap::new(),
+        };
+        let before = m.clone();
+        refused(apply(&mut m, &create("a/b", vec![vec![1]])), "characters");
+        refused(apply(&mut m, &create("..", vec![vec![1]])), "topic name");
+        refused(
+            apply(&mut m, &create(&"x".repeat(250), vec![vec![1]])),
+            "longer",
+        );
+        refused(apply(&mut m, &create("t", vec![])), "partitions");
+        refused(
+            apply(
+                &mut m,
+                &create("t", vec![vec![1]; TOPIC_PARTITIONS_MAX + 1]),
+            ),
+            "partitions",
+        );
+        refused(
+            apply(&mut m, &create("t", vec![vec![]])),
+            "replication factor",
+        );
+        refused(apply(&mut m, &create("t", vec![vec![1, 1]])), "twice");
+        refused(
+            apply(&mut m, &create("t", vec![vec![1, 9]])),
+            "not registered",
+        );
+        refused(
+            apply(&mut m, &create("t", vec![vec![1, 2], vec![3]])),
+            "replicas",
+        );
+        let configs = (0..=TOPIC_CONFIGS_MAX)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        refused(
+            apply(
+                &mut m,
+                &MetaCommand::CreateTopic {
+                    name: "t".into(),
+                    replicas: vec![vec![1]],
+                    configs,
+                },
+            ),
+            "overrides",
+        );
+        refused(
+            apply(
+                &mut m,
+                &MetaCommand::DeleteTopic {
+                    name: OFFSETS_TOPIC.into(),
+                },
+            ),
+            "cannot be deleted",
+        );
+        refused(
+            apply(&mut m, &MetaCommand::AllocateProducerIds { count: 0 }),
+            "producer ids",
+        );
+        refused(
+            apply(
+                &mut m,
+                &MetaCommand::AllocateProducerIds {
+                    count: PRODUCER_IDS_ALLOCATION_MAX + 1,
+                },
+            ),
+            "producer ids",
+        );
+        // Applied (counted) but nothing else changed.
+        assert_eq!(m.commands_applied, before.commands_applied + 13);
+        assert_eq!(
+            (&m.nodes, &m.topics, m.next_group, m.next_producer_id),
+            (
+                &before.nodes,
+                &before.topics,
+                before.next_group,
+                before.next_producer_id
+            )
+        );
+    }
+
+    #[test]
+    fn nodes_keep_their_peer_address_and_addresses_are_well_formed() {
+        let mut m = with_nodes(2);
+        refused(apply(&mut m, &register(0, "10.0.0.9:9651")), "start at 1");
+        refused(apply(&mut m, &register(3, "10.0.0.9")), "HOST:PORT");
+        refused(apply(&mut m, &register(3, "10.0.0.9:0")), "HOST:PORT");
+        refused(apply(&mut m, &register(3, "bad host:1")), "HOST:PORT");
+        // Another node's id with a different peer address, and another node's peer address.
+        refused(
+            apply(&mut m, &register(2, "10.6.6.6:9651")),
+            "cannot change",
+        );
+        refused(
+            apply(&mut m, &register(3, "10.0.0.1:9651")),
+            "belongs to node 1",
+        );
+        assert_eq!(apply(&mut m, &register(3, "[::1]:9651")), MetaOutcome::Ok);
+        // The same peer address with new client/Kafka addresses: a restart with a new config.
+        let mut again = register(2, "10.0.0.2:9651");
+        if let MetaCommand::RegisterNode { info, .. } = &mut again {
+            info.client_addr = "elsewhere:1".into();
+            info.kafka_addr = "elsewhere:9092".into();
+        }
+        assert_eq!(apply(&mut m, &again), MetaOutcome::Ok);
+        assert_eq!(m.nodes[&2].client_addr, "elsewhere:1");
+        assert_eq!(m.nodes[&1].peer_addr, "10.0.0.1:9651");
+    }
+
+    #[test]
+    fn a_leader_must_hold_a_replica() {
+        let mut m = with_nodes(3);
+        let created = apply(
+            &mut m,
+            &MetaCommand::CreateTopic {
+                name: "t".into(),
+                replicas: vec![vec![1, 2]],
+                configs: BTreeMap::new(),
+            },
+        );
+        assert_eq!(created, MetaOutcome::TopicCreated { groups: vec![1] });
+        let set = |leader, term| MetaCommand::SetLeader {
+            group: 1,
+            leader,
+            term,
+        };
+        refused(apply(&mut m, &set(3, 5)), "no replica");
+        refused(apply(&mut m, &set(2, 0)), "term");
+        assert_eq!(apply(&mut m, &set(2, 5)), MetaOutcome::Ok);
+        assert_eq!(m.leaders[&1], (2, 5));
+        // An unknown group is ignored, as before.
+        assert_eq!(
+            apply(
+                &mut m,
+                &MetaCommand::SetLeader {
+                    group: 77,
+                    leader: 9,
+                    term: 1
+                }
+            ),
+            MetaOutcome::Ok
+        );
+        assert!(!m.leaders.contains_key(&77));
+    }
+
+    #[test]
+    fn an_undecodable_entry_is_invalid_not_a_panic() {
+        let mut m = ClusterMetadata::default();
+        let lid = crate::log_store::log_id(1, 1);
+        let mut b = BatchBuilder::new(0);
+        b.push(0, None, Some(&[0xff, 0xff, 0xff]), &[]);
+        let r = m.apply(&lid, &RecordBatch(b.finish()));
+        assert_eq!(
+            decode::<MetaOutcome>("o", &r.0).expect("decodes"),
+            MetaOutcome::Invalid
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! A partition's Raft group: produce path, high watermark and the idempotent-producer table.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -44,6 +44,8 @@ pub struct ProducerState {
     pub epoch: i16,
     /// Its latest batches, oldest first, at most [`PRODUCER_BATCHES_KEPT`].
     pub batches: VecDeque<ProducedBatch>,
+    /// The largest `max_timestamp` of its batches: when it was last used, by the log's clock.
+    pub last_timestamp_ms: i64,
 }
 
 /// Result of checking a batch against the producer table.
@@ -55,14 +57,92 @@ pub enum SequenceCheck {
     Duplicate(ProduceResponse),
 }
 
+/// How long, and how many, idempotent producers a partition remembers (this node's settings;
+/// not part of a snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerLimits {
+    /// A producer is forgotten once the log's clock is this far past its newest batch.
+    pub expiry_ms: i64,
+    /// Most producers remembered; beyond it the least recently used one is forgotten.
+    pub ids_max: usize,
+}
+
+impl Default for ProducerLimits {
+    fn default() -> Self {
+        let c = crate::config::RaftConfig::default();
+        ProducerLimits::of(&c)
+    }
+}
+
+impl ProducerLimits {
+    fn of(c: &crate::config::RaftConfig) -> Self {
+        ProducerLimits {
+            expiry_ms: i64::try_from(c.producer_id_expiry_ms).unwrap_or(i64::MAX),
+            ids_max: usize::try_from(c.producer_ids_per_partition_max).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A replica's idempotent-producer counts (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProducerStats {
+    /// Producers remembered.
+    pub ids: usize,
+    /// Producers forgotten after `expiry_ms` without a batch, since this replica started.
+    pub expired: u64,
+    /// Producers forgotten beyond `ids_max`, since this replica started.
+    pub evicted: u64,
+}
+
 /// The partition's applied application state: the idempotent-producer table.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+///
+/// Producers expire by the log's clock, never the wall clock, so that every replica forgets the
+/// same producers at the same entry: the clock is the largest batch `max_timestamp` applied so
+/// far. A producer whose newest batch is more than `expiry_ms` behind that clock is forgotten;
+/// when more than `ids_max` producers are remembered, the one whose newest batch is oldest
+/// (ties: the lowest id) is forgotten. A forgotten producer that writes again is taken as new,
+/// as Kafka does since KIP-360: its next batch is accepted whatever its sequence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProducerTable {
     /// Producer id -> its state.
     pub producers: BTreeMap<i64, ProducerState>,
+    /// The log's clock: the largest batch `max_timestamp` applied.
+    pub clock_ms: i64,
+    /// (last timestamp, producer id) of every producer, oldest first (derived from
+    /// `producers`).
+    #[serde(skip)]
+    by_age: BTreeSet<(i64, i64)>,
+    /// Producers forgotten on this replica since it started (expired, evicted): for metrics.
+    #[serde(skip)]
+    forgotten: (u64, u64),
+    #[serde(skip)]
+    limits: ProducerLimits,
 }
 
+/// Equal replicated state (settings and this replica's counters aside).
+impl PartialEq for ProducerTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.producers == other.producers && self.clock_ms == other.clock_ms
+    }
+}
+
+impl Eq for ProducerTable {}
+
 impl ProducerTable {
+    /// An empty table with these limits.
+    pub fn with_limits(limits: ProducerLimits) -> Self {
+        ProducerTable {
+            limits,
+            ..ProducerTable::default()
+        }
+    }
+
+    /// Producers expired and producers evicted (over the maximum) on this replica since it
+    /// started.
+    pub fn forgotten(&self) -> (u64, u64) {
+        self.forgotten
+    }
+
     fn duplicate_of(&self, h: &BatchHeader) -> Option<ProducedBatch> {
         let p = self.producers.get(&h.producer_id)?;
         if p.epoch != h.producer_epoch {
@@ -120,6 +200,9 @@ impl ProducerTable {
 
     fn record(&mut self, h: &BatchHeader) {
         let p = self.producers.entry(h.producer_id).or_default();
+        self.by_age.remove(&(p.last_timestamp_ms, h.producer_id));
+        p.last_timestamp_ms = p.last_timestamp_ms.max(h.max_timestamp);
+        self.by_age.insert((p.last_timestamp_ms, h.producer_id));
         if h.producer_epoch != p.epoch {
             p.epoch = h.producer_epoch;
             p.batches.clear();
@@ -132,6 +215,33 @@ impl ProducerTable {
         while p.batches.len() > PRODUCER_BATCHES_KEPT {
             p.batches.pop_front();
         }
+    }
+
+    /// Forgets producers past the expiry and beyond the maximum (see the type's docs).
+    fn forget_old(&mut self) {
+        while let Some(&(ts, pid)) = self.by_age.first() {
+            if self.clock_ms.saturating_sub(ts) <= self.limits.expiry_ms {
+                break;
+            }
+            self.by_age.pop_first();
+            self.producers.remove(&pid);
+            self.forgotten.0 += 1;
+        }
+        while self.producers.len() > self.limits.ids_max {
+            let Some((_, pid)) = self.by_age.pop_first() else {
+                break;
+            };
+            self.producers.remove(&pid);
+            self.forgotten.1 += 1;
+        }
+    }
+
+    fn rebuild_index(&mut self) {
+        self.by_age = self
+            .producers
+            .iter()
+            .map(|(pid, p)| (p.last_timestamp_ms, *pid))
+            .collect();
     }
 }
 
@@ -153,6 +263,8 @@ impl Applier<PartitionTypes> for ProducerTable {
             }
             self.record(&h);
         }
+        self.clock_ms = self.clock_ms.max(h.max_timestamp);
+        self.forget_old();
         ProduceResponse {
             base_offset: h.base_offset,
             record_count: h.record_count,
@@ -169,7 +281,18 @@ impl Applier<PartitionTypes> for ProducerTable {
     }
 
     fn decode(bytes: &[u8]) -> Result<Self> {
-        decode("producer table", bytes)
+        let mut t: ProducerTable = decode("producer table", bytes)?;
+        t.rebuild_index();
+        Ok(t)
+    }
+
+    fn configure(&mut self, config: &crate::config::RaftConfig) {
+        self.limits = ProducerLimits::of(config);
+    }
+
+    fn keep_settings(&mut self, previous: &Self) {
+        self.limits = previous.limits;
+        self.forgotten = previous.forgotten;
     }
 }
 
@@ -206,6 +329,15 @@ impl PartitionGroup {
             inflight: Mutex::new(Inflight::default()),
             caught_up_term: AtomicU64::new(0),
         }
+    }
+
+    /// The idempotent producers this replica remembers and those it forgot since it started.
+    pub fn producer_stats(&self) -> ProducerStats {
+        self.with_state(|s| ProducerStats {
+            ids: s.app.producers.len(),
+            expired: s.app.forgotten.0,
+            evicted: s.app.forgotten.1,
+        })
     }
 
     /// The high watermark on this replica: the offset up to which (exclusive) records are
@@ -396,13 +528,17 @@ mod tests {
     use skein_record::{BatchBuilder, ProducerStamp};
 
     fn batch(pid: i64, epoch: i16, seq: i32, n: u32, base_offset: u64) -> RecordBatch {
-        let mut b = BatchBuilder::new(0).producer(ProducerStamp {
+        batch_at(pid, epoch, seq, n, base_offset, 0)
+    }
+
+    fn batch_at(pid: i64, epoch: i16, seq: i32, n: u32, base_offset: u64, ts: i64) -> RecordBatch {
+        let mut b = BatchBuilder::new(ts).producer(ProducerStamp {
             producer_id: pid,
             producer_epoch: epoch,
             base_sequence: seq,
         });
         for _ in 0..n {
-            b.push(0, None, Some(b"v"), &[]);
+            b.push(ts, None, Some(b"v"), &[]);
         }
         let mut m = bytes::BytesMut::from(&b.finish()[..]);
         skein_record::stamp(&mut m, base_offset, 1).expect("long enough");
@@ -445,5 +581,94 @@ mod tests {
             >>::encode(&t))
             .expect("decodes");
         assert_eq!(round_trip, t);
+    }
+
+    fn limits(expiry_ms: i64, ids_max: usize) -> ProducerTable {
+        ProducerTable::with_limits(ProducerLimits { expiry_ms, ids_max })
+    }
+
+    fn header(b: &RecordBatch) -> BatchHeader {
+        BatchHeader::parse(&b.0).expect("valid")
+    }
+
+    #[test]
+    fn producers_expire_by_the_logs_clock_and_come_back_as_new() {
+        let mut t = limits(1000, 100);
+        let lid = crate::log_store::log_id(1, 1);
+        t.apply(&lid, &batch_at(1, 0, 0, 1, 0, 10_000));
+        t.apply(&lid, &batch_at(2, 0, 0, 1, 1, 10_500));
+        // Within the expiry of the newest timestamp: both remembered.
+        t.apply(&lid, &batch_at(2, 0, 1, 1, 2, 11_000));
+        assert_eq!(t.producers.keys().copied().collect::<Vec<_>>(), [1, 2]);
+        // The clock (any batch's timestamp, idempotent or not) passes 1's expiry only.
+        t.apply(&lid, &batch_at(-1, -1, -1, 1, 3, 11_001));
+        assert_eq!(t.producers.keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(t.forgotten(), (1, 0));
+        // Producer 1 continues at sequence 1: an unknown producer is accepted as new (Kafka
+        // since KIP-360), where the remembered one would have been told its sequence is wrong.
+        let next = header(&batch_at(1, 0, 1, 1, 0, 11_001));
+        assert_eq!(t.check(&next, None).expect("new"), SequenceCheck::New);
+        let gap = header(&batch_at(2, 0, 5, 1, 0, 11_001));
+        assert!(matches!(
+            t.check(&gap, None),
+            Err(Error::OutOfOrderSequence { expected: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn expiry_setting_changes_what_is_remembered() {
+        let lid = crate::log_store::log_id(1, 1);
+        let week = 7 * 24 * 3600 * 1000;
+        for (expiry, kept) in [(week, 2), (1000, 1)] {
+            let mut t = limits(expiry, 100);
+            t.apply(&lid, &batch_at(1, 0, 0, 1, 0, 0));
+            t.apply(&lid, &batch_at(2, 0, 0, 1, 1, 5000));
+            assert_eq!(t.producers.len(), kept, "expiry {expiry} ms");
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_producer_is_evicted_beyond_the_maximum() {
+        let mut t = limits(i64::MAX, 3);
+        let lid = crate::log_store::log_id(1, 1);
+        for (i, pid) in [10, 11, 12].into_iter().enumerate() {
+            t.apply(&lid, &batch_at(pid, 0, 0, 1, i as u64, 100 + i as i64));
+        }
+        // 10 writes again: now 11 is the least recently used.
+        t.apply(&lid, &batch_at(10, 0, 1, 1, 3, 200));
+        t.apply(&lid, &batch_at(13, 0, 0, 1, 4, 201));
+        assert_eq!(
+            t.producers.keys().copied().collect::<Vec<_>>(),
+            [10, 12, 13]
+        );
+        assert_eq!(t.forgotten(), (0, 1));
+        // Deterministic: a replica restored from a snapshot and applying the same batch agrees.
+        let mut copy =
+            <ProducerTable as Applier<PartitionTypes>>::decode(&<ProducerTable as Applier<
+                PartitionTypes,
+            >>::encode(&t))
+            .expect("decodes");
+        copy.keep_settings(&t);
+        t.apply(&lid, &batch_at(14, 0, 0, 1, 5, 202));
+        copy.apply(&lid, &batch_at(14, 0, 0, 1, 5, 202));
+        assert_eq!(copy, t);
+        assert_eq!(
+            t.producers.keys().copied().collect::<Vec<_>>(),
+            [10, 13, 14]
+        );
+    }
+
+    #[test]
+    fn configure_takes_the_nodes_settings() {
+        let mut t = ProducerTable::default();
+        let c = crate::config::RaftConfig {
+            producer_ids_per_partition_max: 1,
+            ..crate::config::RaftConfig::default()
+        };
+        <ProducerTable as Applier<PartitionTypes>>::configure(&mut t, &c);
+        let lid = crate::log_store::log_id(1, 1);
+        t.apply(&lid, &batch_at(1, 0, 0, 1, 0, 1));
+        t.apply(&lid, &batch_at(2, 0, 0, 1, 1, 2));
+        assert_eq!(t.producers.keys().copied().collect::<Vec<_>>(), [2]);
     }
 }

@@ -19,6 +19,7 @@ use openraft::{
     AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageError, StorageIOError,
 };
 use serde::{Deserialize, Serialize};
+use skein_record::{EntryKind, InternalKind};
 
 use crate::error::Result;
 use crate::log_store::{read_meta, write_meta, LogInner, LogShared};
@@ -42,6 +43,13 @@ pub trait Applier<C: SkeinTypes>: Clone + Debug + Default + Send + Sync + 'stati
 
     /// Decodes a state written by [`Applier::encode`].
     fn decode(bytes: &[u8]) -> Result<Self>;
+
+    /// Takes this node's settings (called when the group opens, before anything is applied).
+    fn configure(&mut self, _config: &crate::config::RaftConfig) {}
+
+    /// Keeps this node's settings from `previous`, the state an installed snapshot replaces
+    /// (settings are not part of a snapshot).
+    fn keep_settings(&mut self, _previous: &Self) {}
 }
 
 /// A group's applied state.
@@ -116,7 +124,20 @@ pub(crate) fn load_snapshot<C: SkeinTypes, A: Applier<C>>(
     if let Some(last) = file.meta.last_log_id {
         reposition_log(inner, shared, last, body.next_offset)?;
     }
+    inner.log.raise_log_start(body.log_start_offset);
     Ok((state, Some(file)))
+}
+
+/// The payload of a log start entry: the new log start offset (8 bytes, big-endian).
+pub(crate) fn log_start_batch(offset: u64) -> bytes::Bytes {
+    skein_record::internal_batch(InternalKind::LogStart, 0, &offset.to_be_bytes())
+}
+
+/// The offset a log start entry carries, if it is well formed.
+fn log_start_of(batch: &RecordBatch) -> Option<u64> {
+    let b = skein_record::Batch::new(batch.0.clone()).ok()?;
+    let bytes: [u8; 8] = b.payload().as_ref().try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StoreError {
@@ -147,6 +168,20 @@ impl<C: SkeinTypes, A: Applier<C>> StateMachine<C, A> {
             state,
             current: Arc::new(tokio::sync::Mutex::new(current)),
             _types: std::marker::PhantomData,
+        }
+    }
+    /// Moves the log's start offset for an applied log start entry (if any).
+    async fn raise_log_start(&self, log_start: Option<u64>) {
+        if let Some(offset) = log_start {
+            // Every replica refuses reads below the new start from here on; the segments below
+            // it go with the next snapshot and purge (`Group::purge_below_log_start`).
+            let start = self.shared.inner.lock().await.log.raise_log_start(offset);
+            tracing::debug!(
+                group = self.shared.group,
+                node = self.shared.node,
+                log_start = start,
+                "applied log start"
+            );
         }
     }
 }
@@ -224,28 +259,39 @@ where
         I: IntoIterator<Item = openraft::Entry<C>> + Send,
         I::IntoIter: Send,
     {
-        let mut s = self
-            .state
-            .write()
-            .expect("invariant: state-machine lock is never poisoned");
         let mut out = Vec::new();
-        for e in entries {
-            s.last_applied = Some(e.log_id);
-            let r = match &e.payload {
-                EntryPayload::Blank => s.app.control_response(),
-                EntryPayload::Normal(batch) => {
-                    if let Ok(h) = skein_record::BatchHeader::parse(&batch.0) {
-                        s.next_offset = h.next_offset();
+        let mut log_start = None;
+        {
+            let mut s = self
+                .state
+                .write()
+                .expect("invariant: state-machine lock is never poisoned");
+            for e in entries {
+                s.last_applied = Some(e.log_id);
+                let r = match &e.payload {
+                    EntryPayload::Blank => s.app.control_response(),
+                    EntryPayload::Normal(batch) => match skein_record::BatchHeader::parse(&batch.0)
+                    {
+                        Ok(h) if h.kind == EntryKind::LogStart => {
+                            log_start = log_start.max(log_start_of(batch));
+                            s.app.control_response()
+                        }
+                        h => {
+                            if let Ok(h) = h {
+                                s.next_offset = h.next_offset();
+                            }
+                            s.app.apply(&e.log_id, batch)
+                        }
+                    },
+                    EntryPayload::Membership(m) => {
+                        s.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                        s.app.control_response()
                     }
-                    s.app.apply(&e.log_id, batch)
-                }
-                EntryPayload::Membership(m) => {
-                    s.membership = StoredMembership::new(Some(e.log_id), m.clone());
-                    s.app.control_response()
-                }
-            };
-            out.push(r);
+                };
+                out.push(r);
+            }
         }
+        self.raise_log_start(log_start).await;
         Ok(out)
     }
 
@@ -276,7 +322,7 @@ where
     ) -> std::result::Result<(), StoreError> {
         let data = snapshot.into_inner();
         let body: SnapshotBody = decode("snapshot", &data).map_err(sm_err)?;
-        let app = A::decode(&body.app).map_err(sm_err)?;
+        let mut app = A::decode(&body.app).map_err(sm_err)?;
         let file = SnapshotFile {
             meta: meta.clone(),
             data,
@@ -292,6 +338,7 @@ where
                 .state
                 .write()
                 .expect("invariant: state-machine lock is never poisoned");
+            app.keep_settings(&s.app);
             *s = AppliedState {
                 last_applied: meta.last_log_id,
                 membership: meta.last_membership.clone(),

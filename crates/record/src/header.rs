@@ -72,7 +72,7 @@ pub const TRANSACTIONAL_BIT: u16 = 0x0010;
 /// Attribute bit 5: control batch (Kafka's, and Skein's internal kinds).
 pub const CONTROL_BIT: u16 = 0x0020;
 /// Attribute bits 8-9: Skein entry kind of a control batch (0 Kafka control, 1 blank,
-/// 2 membership).
+/// 2 membership, 3 log start).
 pub const KIND_MASK: u16 = 0x0300;
 const KIND_SHIFT: u32 = 8;
 /// Attribute bits that must be zero (6, 7 and 10-15; Skein does not compact, so there is no
@@ -91,6 +91,9 @@ pub enum EntryKind {
     Blank,
     /// A Raft membership change; its records area is the serialized membership; takes no offset.
     Membership,
+    /// A replicated move of the partition's log start offset (retention); its records area is
+    /// the new log start offset (8 bytes, big-endian); takes no offset.
+    LogStart,
 }
 
 impl EntryKind {
@@ -101,6 +104,7 @@ impl EntryKind {
             (0, true) => Ok(EntryKind::Control),
             (1, true) => Ok(EntryKind::Blank),
             (2, true) => Ok(EntryKind::Membership),
+            (3, true) => Ok(EntryKind::LogStart),
             (_, false) => Err(invalid("entry kind bits set without the control bit")),
             _ => Err(invalid("unknown entry kind")),
         }
@@ -113,12 +117,16 @@ impl EntryKind {
             EntryKind::Control => CONTROL_BIT,
             EntryKind::Blank => CONTROL_BIT | (1 << KIND_SHIFT),
             EntryKind::Membership => CONTROL_BIT | (2 << KIND_SHIFT),
+            EntryKind::LogStart => CONTROL_BIT | (3 << KIND_SHIFT),
         }
     }
 
-    /// True for Skein's own entries (blank, membership).
+    /// True for Skein's own entries (blank, membership, log start).
     pub fn is_internal(self) -> bool {
-        matches!(self, EntryKind::Blank | EntryKind::Membership)
+        matches!(
+            self,
+            EntryKind::Blank | EntryKind::Membership | EntryKind::LogStart
+        )
     }
 }
 
@@ -130,6 +138,8 @@ pub enum InternalKind {
     Blank,
     /// A Raft membership change.
     Membership,
+    /// A move of the log start offset.
+    LogStart,
 }
 
 impl From<InternalKind> for EntryKind {
@@ -137,6 +147,7 @@ impl From<InternalKind> for EntryKind {
         match k {
             InternalKind::Blank => EntryKind::Blank,
             InternalKind::Membership => EntryKind::Membership,
+            InternalKind::LogStart => EntryKind::LogStart,
         }
     }
 }
@@ -552,7 +563,11 @@ mod tests {
             ATTRIBUTES_POS,
             &(CONTROL_BIT | KIND_MASK).to_be_bytes(),
         );
-        assert_eq!(reason(&m), "unknown entry kind");
+        // Kind 3 (log start) is internal: it may carry no records.
+        assert_eq!(
+            reason(&m),
+            "an internal entry must carry no records and take no offset"
+        );
         let m = patched(one_record(), ATTRIBUTES_POS, &0x0100u16.to_be_bytes());
         assert_eq!(reason(&m), "entry kind bits set without the control bit");
     }

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::config::{FlushPolicy, LogConfig};
+use crate::config::{FlushPolicy, LogConfig, Retention};
 use crate::error::{Result, StorageError};
 use crate::segment::{self, AppendInfo, Growth, Segment};
 use skein_record::{self as batch, Batch};
@@ -898,9 +898,35 @@ impl PartitionLog {
         Ok(n)
     }
 
+    /// Moves the log start offset forward to `offset` (at most to the log end) without deleting
+    /// anything: reads below it are refused from now on. The segments below it go later, with a
+    /// Raft purge ([`PartitionLog::purge_through_index`]). Returns the log start offset.
+    pub fn raise_log_start(&mut self, offset: u64) -> u64 {
+        self.log_start_offset = self.log_start_offset.max(offset.min(self.next_offset()));
+        self.log_start_offset
+    }
+
+    /// The last Raft index of the longest prefix of whole sealed segments that lie entirely below
+    /// `offset` (and are not the last segment): what a purge may delete for that log start.
+    pub fn last_index_below(&self, offset: u64) -> Option<u64> {
+        let n = self.segments.len();
+        self.segments
+            .iter()
+            .take(n.saturating_sub(1))
+            .take_while(|s| s.sealed && s.next_offset <= offset)
+            .last()
+            .map(|s| s.next_index.saturating_sub(1))
+    }
+
     /// The prefix of whole sealed segments that the retention policy wants deleted at `now_ms`.
     pub fn retention_point(&self, now_ms: i64) -> Option<RetentionPoint> {
-        let r = self.config.retention;
+        self.retention_point_with(self.config.retention, now_ms)
+    }
+
+    /// Like [`PartitionLog::retention_point`], with the policy `r` instead of the log's own
+    /// (a topic's retention may change while the log is open). Time retention compares each
+    /// sealed segment's newest record timestamp with `now_ms`.
+    pub fn retention_point_with(&self, r: Retention, now_ms: i64) -> Option<RetentionPoint> {
         let mut total = self.size_bytes();
         let mut point = None;
         for (i, s) in self.segments.iter().enumerate() {

@@ -1,10 +1,10 @@
-//! `skein topic create|list|describe|delete`.
+//! `skein topic create|list|describe|delete|alter-config`.
 
 use anyhow::{Context, Result};
 use skein_client::{Admin, Client, NewTopic};
 
 use super::print_stdout;
-use crate::args::{ReadFormat, TopicCreateArgs};
+use crate::args::{ReadFormat, TopicAlterConfigArgs, TopicCreateArgs};
 use crate::output::{topic_describe_text, topic_json, topics_table};
 
 pub async fn create(client: &Client, a: TopicCreateArgs) -> Result<()> {
@@ -51,6 +51,19 @@ pub async fn describe(client: &Client, name: &str, format: ReadFormat) -> Result
         ReadFormat::Json => print_stdout(&format!("{}\n", topic_json(&t))),
         ReadFormat::Table => print_stdout(&topic_describe_text(&t)),
     }
+}
+
+pub async fn alter_config(client: &Client, a: TopicAlterConfigArgs) -> Result<()> {
+    let t = Admin::new(client.clone())
+        .alter_topic_config(&a.name, a.config.into_iter().collect())
+        .await
+        .with_context(|| format!("alter config of topic {}", a.name))?;
+    let cfg: Vec<String> = t.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    print_stdout(&format!(
+        "topic {} now has config: {}\n",
+        t.name,
+        cfg.join(", ")
+    ))
 }
 
 pub async fn delete(client: &Client, name: &str) -> Result<()> {

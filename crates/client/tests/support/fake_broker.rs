@@ -487,6 +487,15 @@ impl MetadataService for FakeNode {
         }))
     }
 
+    async fn alter_topic_config(
+        &self,
+        _request: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake broker does not alter topic configs",
+        ))
+    }
+
     async fn delete_topic(
         &self,
         request: Request<pb::DeleteTopicRequest>,

@@ -395,6 +395,59 @@ impl BrokerCore {
         }
     }
 
+    /// Sets configuration overrides of an existing topic (keys not named keep their values).
+    /// The merged settings are validated as at creation; retention changes apply at each
+    /// replica's next retention check.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicView> {
+        self.check_ready()?;
+        validate_topic_name(name)?;
+        if name == crate::groups::OFFSETS_TOPIC {
+            return Err(NodeError::InvalidRequest(format!(
+                "{name} is internal; its settings cannot be changed"
+            )));
+        }
+        let meta = self.broker.metadata();
+        let Some(topic) = meta.topics.get(name) else {
+            return Err(NodeError::UnknownTopic {
+                topic: name.to_owned(),
+            });
+        };
+        let mut merged = topic.configs.clone();
+        merged.extend(configs.clone());
+        topic_log_config(&self.broker.config.topic_defaults.log, &merged)?;
+        let cmd = MetaCommand::AlterTopicConfig {
+            name: name.to_owned(),
+            configs,
+        };
+        match self
+            .broker
+            .propose_patiently(&cmd, Duration::from_secs(10))
+            .await?
+        {
+            MetaOutcome::Ok => {}
+            MetaOutcome::UnknownTopic => {
+                return Err(NodeError::UnknownTopic {
+                    topic: name.to_owned(),
+                })
+            }
+            other => return Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+        // Answer with the settings as applied (this node's metadata may lag a moment).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let notified = self.broker.metadata_changed.notified();
+            let view = self.topic(name)?;
+            if view.configs == merged || Instant::now() >= deadline {
+                return Ok(view);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+        }
+    }
+
     /// Deletes a topic (not `__consumer_offsets`).
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_ready()?;

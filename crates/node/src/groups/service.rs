@@ -8,6 +8,7 @@ use skein_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::assign::{Strategy, Tp};
+use super::classic::{GROUPS_MAX, MEMBERS_MAX};
 use super::state::{Committed, Group, Member, OffsetKey, OffsetValue, Phase};
 use super::{now_ms, Led};
 use crate::broker::Broker;
@@ -102,6 +103,17 @@ impl GroupApi {
                 reason: "the group has Kafka (classic protocol) members".into(),
             });
         }
+        // Bounds, as for classic groups: groups with members per offsets partition.
+        let active = |g: &Group| !g.members.is_empty();
+        if !led.state.groups.get(&req.group).is_some_and(active)
+            && led.state.groups.values().filter(|g| active(g)).count() >= GROUPS_MAX
+        {
+            self.broker.metrics.bounds.groups_refused.inc();
+            return Err(NodeError::GroupMaxSize {
+                group: req.group.clone(),
+                max: GROUPS_MAX,
+            });
+        }
         let partitions = self.broker.topic_partition_counts();
         let now = Instant::now();
         let instance = (!req.group_instance_id.is_empty()).then(|| req.group_instance_id.clone());
@@ -136,6 +148,14 @@ impl GroupApi {
                 .coordinator
                 .new_member_id(&req.client_id, self.broker.node_id())
         };
+        // Bounds, as for classic groups: members per group.
+        if !group.members.contains_key(&member_id) && group.members.len() >= MEMBERS_MAX {
+            self.broker.metrics.bounds.members_refused.inc();
+            return Err(NodeError::GroupMaxSize {
+                group: req.group.clone(),
+                max: MEMBERS_MAX,
+            });
+        }
         let known = group.members.get(&member_id).map(|m| m.topics.clone());
         let member = Member {
             instance_id: instance.clone(),
