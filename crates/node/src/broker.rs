@@ -485,10 +485,8 @@ impl Broker {
         }
     }
 
-    /// Starts and stops local replicas as the metadata says, forever. Also starts the node's
-    /// retention task ([`crate::retention::run`]), which works on the replicas opened here.
+    /// Starts and stops local replicas as the metadata says, forever.
     pub async fn reconcile_loop(self: Arc<Self>) {
-        tokio::spawn(crate::retention::run(self.clone()));
         loop {
             let notified = self.metadata_changed.notified();
             if let Err(e) = self.reconcile().await {

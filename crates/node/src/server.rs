@@ -401,6 +401,8 @@ pub async fn run(
     tokio::spawn(broker.clone().watch_metadata());
     tokio::spawn(broker.clone().reconcile_loop());
     tokio::spawn(broker.clone().group_timer());
+    // Works on the replicas the reconcile loop opens.
+    tokio::spawn(crate::retention::run(broker.clone()));
     let b = broker.clone();
     tokio::spawn(async move {
         if let Err(e) = b.bootstrap().await {

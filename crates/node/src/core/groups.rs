@@ -379,12 +379,8 @@ fn check_committer(led: &mut Led, group: &str, committer: &Committer) -> Result<
             member_id,
             generation,
         } => {
-            crate::groups::service::GroupApi::check_member(
-                led,
-                group,
-                member_id,
-                Some(*generation),
-            )?;
+            led.state
+                .check_member(group, member_id, Some(*generation))?;
         }
     }
     Ok(())

@@ -234,41 +234,6 @@ impl GroupApi {
         })
     }
 
-    /// The member's group, checked: the member exists (its last-seen time is refreshed) and,
-    /// when given, the generation is current.
-    pub(crate) fn check_member<'a>(
-        led: &'a mut Led,
-        group: &str,
-        member: &str,
-        generation: Option<u64>,
-    ) -> Result<&'a mut Group> {
-        let g = led
-            .state
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| NodeError::UnknownMember {
-                group: group.into(),
-                member: member.into(),
-            })?;
-        let Some(m) = g.members.get_mut(member) else {
-            return Err(NodeError::UnknownMember {
-                group: group.into(),
-                member: member.into(),
-            });
-        };
-        m.last_seen = Instant::now();
-        if let Some(gen) = generation {
-            if gen != g.generation {
-                return Err(NodeError::IllegalGeneration {
-                    group: group.into(),
-                    got: gen,
-                    current: g.generation,
-                });
-            }
-        }
-        Ok(g)
-    }
-
     async fn commit(&self, req: pb::CommitOffsetsRequest) -> Result<()> {
         let committer = if req.member_id.is_empty() && req.generation == 0 {
             Committer::Standalone
@@ -513,7 +478,9 @@ impl pb::group_service_server::GroupService for GroupApi {
     ) -> Result<Response<pb::SyncGroupResponse>, Status> {
         let req = req.into_inner();
         let mut led = self.broker.coordinate(&req.group).await.map_err(status)?;
-        let r = Self::check_member(&mut led, &req.group, &req.member_id, Some(req.generation))
+        let r = led
+            .state
+            .check_member(&req.group, &req.member_id, Some(req.generation))
             .and_then(|g| {
                 if g.phase == Phase::PreparingRebalance {
                     return Err(NodeError::RebalanceInProgress(req.group.clone()));
@@ -542,19 +509,22 @@ impl pb::group_service_server::GroupService for GroupApi {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = req.into_inner();
         let mut led = self.broker.coordinate(&req.group).await.map_err(status)?;
-        let r = Self::check_member(&mut led, &req.group, &req.member_id, None).and_then(|g| {
-            if g.phase == Phase::PreparingRebalance {
-                return Err(NodeError::RebalanceInProgress(req.group.clone()));
-            }
-            if req.generation != g.generation {
-                return Err(NodeError::IllegalGeneration {
-                    group: req.group.clone(),
-                    got: req.generation,
-                    current: g.generation,
-                });
-            }
-            Ok(())
-        });
+        let r = led
+            .state
+            .check_member(&req.group, &req.member_id, None)
+            .and_then(|g| {
+                if g.phase == Phase::PreparingRebalance {
+                    return Err(NodeError::RebalanceInProgress(req.group.clone()));
+                }
+                if req.generation != g.generation {
+                    return Err(NodeError::IllegalGeneration {
+                        group: req.group.clone(),
+                        got: req.generation,
+                        current: g.generation,
+                    });
+                }
+                Ok(())
+            });
         Ok(Response::new(pb::HeartbeatResponse {
             error: r.err().and_then(err),
         }))

@@ -206,6 +206,32 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// The member's native group, checked: the member exists (its last-seen time is refreshed)
+    /// and, when given, the generation is current.
+    pub(crate) fn check_member(
+        &mut self,
+        group: &str,
+        member: &str,
+        generation: Option<u64>,
+    ) -> crate::error::Result<&mut Group> {
+        use crate::error::NodeError;
+        let unknown = || NodeError::UnknownMember {
+            group: group.into(),
+            member: member.into(),
+        };
+        let g = self.groups.get_mut(group).ok_or_else(unknown)?;
+        let m = g.members.get_mut(member).ok_or_else(unknown)?;
+        m.last_seen = Instant::now();
+        match generation {
+            Some(got) if got != g.generation => Err(NodeError::IllegalGeneration {
+                group: group.into(),
+                got,
+                current: g.generation,
+            }),
+            _ => Ok(g),
+        }
+    }
+
     /// Members of `group`, native or classic (commits outside group management, resets and
     /// deletes need none).
     pub fn active_members(&self, group: &str) -> usize {
