@@ -563,6 +563,7 @@ impl NodeConfig {
     /// Checks the settings and the relations between them.
     pub fn validate(&self) -> Result<()> {
         self.validate_kafka()?;
+        self.validate_flush()?;
         if self.node_id == 0 {
             return Err(invalid("node_id must be at least 1"));
         }
@@ -686,6 +687,22 @@ fn kafka_settings(f: &FileKafka, k: &mut skein_kafka::KafkaConfig) -> Result<()>
 impl NodeConfig {
     /// Checks the Kafka listener's settings: its limits, and an advertised address that a
     /// client can connect to.
+    /// A follower acknowledges an append only once it is durable, so a group-commit interval
+    /// near the election timeout would make leaders look dead while they wait for fsyncs.
+    fn validate_flush(&self) -> Result<()> {
+        if let FlushPolicy::GroupCommit { interval, .. } = self.topic_defaults.log.flush {
+            if interval.saturating_mul(2) >= self.raft.election_timeout_min {
+                return Err(invalid(format!(
+                    "topic_defaults.flush_interval ({interval:?}) must be below half of \
+                     raft.election_timeout_min ({:?}): followers acknowledge appends only once \
+                     fsynced",
+                    self.raft.election_timeout_min
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_kafka(&self) -> Result<()> {
         self.kafka.validate().map_err(|e| invalid(e.to_string()))?;
         let a = &self.advertised_kafka_addr;
@@ -814,6 +831,25 @@ mod tests {
                 "{var}=0 accepted"
             );
         }
+    }
+
+    #[test]
+    fn a_group_commit_interval_near_the_election_timeout_is_refused() {
+        let env = [
+            ("SKEIN_TOPIC_DEFAULTS_FLUSH_POLICY", "group-commit"),
+            ("SKEIN_TOPIC_DEFAULTS_FLUSH_INTERVAL", "200ms"),
+        ];
+        let e = load(&Overrides::default(), &env).expect_err("interval too long");
+        assert!(e.to_string().contains("election_timeout_min"), "{e}");
+        let env = [
+            ("SKEIN_TOPIC_DEFAULTS_FLUSH_POLICY", "group-commit"),
+            ("SKEIN_TOPIC_DEFAULTS_FLUSH_INTERVAL", "5ms"),
+        ];
+        let c = load(&Overrides::default(), &env).expect("short interval");
+        assert!(matches!(
+            c.topic_defaults.log.flush,
+            FlushPolicy::GroupCommit { interval, .. } if interval == Duration::from_millis(5)
+        ));
     }
 
     #[test]

@@ -662,13 +662,15 @@ async fn produce_on_leader(nodes: &[TestNode], n: u64) -> Duration {
 }
 
 /// The flush policy applies on the replicated path: under group commit an acknowledged write
-/// waited for the interval (nothing else was pending to fill `bytes`), and with a `bytes`
-/// threshold that one batch reaches it is fsynced at once.
+/// waited for the interval (nothing else was pending to fill `bytes`); with a `bytes` threshold
+/// that one batch reaches, it is fsynced at once whatever the interval. (The interval stays well
+/// below the RPC and election timeouts: a follower acknowledges an append only once durable.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_group_commit_interval_and_bytes_apply_to_replicated_writes() {
     use skein_raft::storage::FlushPolicy;
-    let interval = Duration::from_millis(1500);
-    for (bytes, waits) in [(1u64 << 30, true), (1, false)] {
+    let short = Duration::from_millis(150);
+    let long = Duration::from_secs(60);
+    for (interval, bytes) in [(short, 1u64 << 30), (long, 1)] {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = skein_raft::storage::LogConfig {
             flush: FlushPolicy::GroupCommit { interval, bytes },
@@ -678,14 +680,14 @@ async fn the_group_commit_interval_and_bytes_apply_to_replicated_writes() {
         // The first write also waits for the new leader's own blank entry to become durable.
         produce_on_leader(&nodes, 0).await;
         let took = produce_on_leader(&nodes, 1).await;
-        if waits {
+        if interval == short {
             assert!(
-                took >= interval,
+                took >= short,
                 "acknowledged after {took:?}, before the interval"
             );
         } else {
             assert!(
-                took < interval,
+                took < long / 2,
                 "took {took:?}: a batch over the bytes threshold must not wait for the interval"
             );
         }
