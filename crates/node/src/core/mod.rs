@@ -377,7 +377,7 @@ impl BrokerCore {
         {
             MetaOutcome::TopicCreated { .. } => {}
             MetaOutcome::TopicExists => return Err(NodeError::TopicExists { name: spec.name }),
-            other => return Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+            other => return Err(outcome_error(other)),
         }
         // Wait (briefly) until every partition has elected a leader, so that producers can
         // start at once.
@@ -434,7 +434,7 @@ impl BrokerCore {
                     topic: name.to_owned(),
                 })
             }
-            other => return Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+            other => return Err(outcome_error(other)),
         }
         // Answer with the settings as applied (this node's metadata may lag a moment).
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -467,7 +467,7 @@ impl BrokerCore {
             MetaOutcome::UnknownTopic => Err(NodeError::UnknownTopic {
                 topic: name.to_owned(),
             }),
-            other => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+            other => Err(outcome_error(other)),
         }
     }
 
@@ -483,7 +483,7 @@ impl BrokerCore {
             .await?
         {
             MetaOutcome::ProducerIds { first } => Ok(first),
-            other => Err(NodeError::Internal(format!("unexpected outcome {other:?}"))),
+            other => Err(outcome_error(other)),
         }
     }
 
@@ -996,4 +996,31 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<Bytes>> {
         at = end;
     }
     Ok(out)
+}
+
+/// The error for a metadata outcome a caller did not expect: a command the metadata state
+/// machine refused (it validates every command it applies) is the client's bad request; anything
+/// else is a bug.
+fn outcome_error(outcome: MetaOutcome) -> NodeError {
+    match outcome {
+        MetaOutcome::Refused { reason } => NodeError::InvalidRequest(reason),
+        other => NodeError::Internal(format!("unexpected outcome {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_metadata_command_is_the_clients_bad_request() {
+        let e = outcome_error(MetaOutcome::Refused {
+            reason: "too many partitions".into(),
+        });
+        assert!(matches!(&e, NodeError::InvalidRequest(r) if r == "too many partitions"));
+        assert!(matches!(
+            outcome_error(MetaOutcome::TopicExists),
+            NodeError::Internal(_)
+        ));
+    }
 }
