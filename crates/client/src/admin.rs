@@ -180,14 +180,7 @@ impl Admin {
                 })
             })
             .await
-            .map_err(|e| match e {
-                ClientError::UnknownTopicOrPartition { .. } => {
-                    ClientError::UnknownTopicOrPartition {
-                        what: format!("topic {name}"),
-                    }
-                }
-                e => e,
-            })?;
+            .map_err(|e| name_unknown_topic(e, name))?;
         Ok(())
     }
 
@@ -218,14 +211,7 @@ impl Admin {
                 })
             })
             .await
-            .map_err(|e| match e {
-                ClientError::UnknownTopicOrPartition { .. } => {
-                    ClientError::UnknownTopicOrPartition {
-                        what: format!("topic {name}"),
-                    }
-                }
-                e => e,
-            })?;
+            .map_err(|e| name_unknown_topic(e, name))?;
         match r.topic {
             Some(t) => Ok(convert_topic(t)),
             None => self.describe_topic(name).await,
@@ -431,4 +417,15 @@ pub(crate) async fn list_offsets(
                 })
         })
         .collect()
+}
+
+/// An unknown-topic error from a call about topic `name`, named after the topic rather than the
+/// broker's wording.
+fn name_unknown_topic(e: ClientError, name: &str) -> ClientError {
+    match e {
+        ClientError::UnknownTopicOrPartition { .. } => ClientError::UnknownTopicOrPartition {
+            what: format!("topic {name}"),
+        },
+        e => e,
+    }
 }

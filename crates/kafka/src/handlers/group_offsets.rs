@@ -82,6 +82,16 @@ pub(super) async fn commit<B: Backend>(
 }
 
 /// Handles OffsetFetch (v1..=7 one group, v8 a batch of groups).
+/// (topic, partition) pairs from a request's topics and their partition indexes.
+fn partitions<N: ToString>(topics: impl Iterator<Item = (N, Vec<i32>)>) -> Vec<(String, i32)> {
+    topics
+        .flat_map(|(name, indexes)| {
+            let name = name.to_string();
+            indexes.into_iter().map(move |p| (name.clone(), p))
+        })
+        .collect()
+}
+
 pub(super) async fn fetch<B: Backend>(
     backend: &B,
     ctx: &RequestContext,
@@ -91,15 +101,9 @@ pub(super) async fn fetch<B: Backend>(
     if version >= 8 {
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
-            let wanted = g.topics.map(|ts| {
-                ts.into_iter()
-                    .flat_map(|t| {
-                        t.partition_indexes
-                            .into_iter()
-                            .map(move |p| (t.name.0.to_string(), p))
-                    })
-                    .collect()
-            });
+            let wanted = g
+                .topics
+                .map(|ts| partitions(ts.into_iter().map(|t| (t.name.0, t.partition_indexes))));
             let result = backend
                 .offset_fetch(ctx, g.group_id.0.to_string(), wanted, req.require_stable)
                 .await;
@@ -107,15 +111,9 @@ pub(super) async fn fetch<B: Backend>(
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = req.topics.map(|ts| {
-        ts.into_iter()
-            .flat_map(|t| {
-                t.partition_indexes
-                    .into_iter()
-                    .map(move |p| (t.name.0.to_string(), p))
-            })
-            .collect()
-    });
+    let wanted = req
+        .topics
+        .map(|ts| partitions(ts.into_iter().map(|t| (t.name.0, t.partition_indexes))));
     let result = backend
         .offset_fetch(ctx, req.group_id.0.to_string(), wanted, req.require_stable)
         .await;

@@ -617,10 +617,21 @@ impl ClassicGroup {
         generation: i32,
         now: Instant,
     ) -> Result<()> {
+        self.touch(member_id, instance, now)?;
+        self.check_current(generation)
+    }
+
+    /// Checks that the member is known (see `check_known`) and refreshes its session.
+    fn touch(&mut self, member_id: &str, instance: Option<&str>, now: Instant) -> Result<()> {
         self.check_known(member_id, instance)?;
         if let Some(m) = self.members.get_mut(member_id) {
             m.last_seen = now;
         }
+        Ok(())
+    }
+
+    /// `IllegalGeneration` unless `generation` is the group's current one.
+    fn check_current(&self, generation: i32) -> Result<()> {
         if generation != self.generation {
             return Err(NodeError::IllegalGeneration {
                 group: self.name.clone(),
@@ -691,14 +702,12 @@ impl ClassicGroup {
         generation: i32,
         now: Instant,
     ) -> Result<()> {
-        self.check_known(member_id, instance)?;
-        if let Some(m) = self.members.get_mut(member_id) {
-            m.last_seen = now;
-        }
+        // The session is refreshed also while the group rebalances.
+        self.touch(member_id, instance, now)?;
         if self.state == ClassicState::PreparingRebalance {
             return Err(NodeError::RebalanceInProgress(self.name.clone()));
         }
-        self.check_generation(member_id, instance, generation, now)
+        self.check_current(generation)
     }
 
     /// Checks an offset commit of a member (Kafka's rules: refused while the join phase
