@@ -48,7 +48,7 @@ pub struct HeaderRef<'a> {
 /// let mut b = BatchBuilder::new(1_700_000_000_000);
 /// b.push(1_700_000_000_000, Some(b"k"), Some(b"hello"), &[]);
 /// let batch = b.finish();
-/// assert_eq!(validate(&batch).unwrap().record_count, 1);
+/// assert_eq!(validate(&batch).expect("the builder writes valid batches").record_count, 1);
 /// ```
 #[derive(Debug)]
 pub struct BatchBuilder {

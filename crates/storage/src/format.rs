@@ -27,7 +27,7 @@ pub fn check_data_dir(dir: &Path) -> Result<()> {
     let action = |what: &str| format!("{what} {}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| StorageError::io(action("create"), e))?;
     let marker = dir.join(FORMAT_MARKER);
-    match std::fs::read_to_string(&marker) {
+    match read_marker(&marker) {
         Ok(text) => check_marker(dir, &text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut entries =
@@ -45,6 +45,26 @@ pub fn check_data_dir(dir: &Path) -> Result<()> {
         Err(e) => Err(StorageError::io(action("read the format marker of"), e)),
     }
 }
+
+/// Reads at most `MARKER_BYTES_MAX` bytes of the marker (it is one short line; a larger file is
+/// not a marker and fails the check, without being read whole).
+fn read_marker(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MARKER_BYTES_MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MARKER_BYTES_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {MARKER_BYTES_MAX} bytes, not a format marker"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Longest marker read.
+const MARKER_BYTES_MAX: u64 = 64;
 
 fn check_marker(dir: &Path, text: &str) -> Result<()> {
     let version = text
@@ -119,5 +139,8 @@ mod tests {
         );
         std::fs::write(dir.path().join(FORMAT_MARKER), "garbage").expect("write");
         assert!(check_data_dir(dir.path()).is_err());
+        let long = format!("skein-format 2{}", " ".repeat(1 << 20));
+        std::fs::write(dir.path().join(FORMAT_MARKER), long).expect("write");
+        assert!(check_data_dir(dir.path()).is_err(), "not a marker");
     }
 }
