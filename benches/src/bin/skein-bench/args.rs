@@ -32,6 +32,10 @@ pub enum Command {
     /// Start a local cluster of `skein-node` processes on free 127.0.0.1 ports, run a scenario
     /// against it (`-- produce ...`), stop the cluster and remove its data.
     Cluster(ClusterArgs),
+    /// Start a local cluster, create many partitions, and measure what they cost: time until
+    /// every partition has a leader, idle CPU, memory, disk and open files per node, then
+    /// SIGKILL a node and time the move of its leaderships and its restart.
+    Partitions(PartitionsArgs),
 }
 
 /// Which scenario a run is.
@@ -179,12 +183,9 @@ impl ScenarioArgs {
     }
 }
 
-/// `skein-bench cluster`.
-#[derive(Debug, Clone, Args)]
-pub struct ClusterArgs {
-    /// Nodes to start (1 or 3).
-    #[arg(long, default_value_t = 1, value_parser = parse_nodes)]
-    pub nodes: u32,
+/// How `cluster` and `partitions` start their local `skein-node` processes.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct NodeArgs {
     /// Parent directory of the cluster's data (a fresh subdirectory is made and removed)
     /// [default: $SKEIN_BENCH_DIR, else the system temp directory]. Use a directory on the disk
     /// you want to measure: fsync on a tmpfs costs nothing.
@@ -200,9 +201,119 @@ pub struct ClusterArgs {
     /// repeatable.
     #[arg(long = "node-env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub node_env: Vec<(String, String)>,
+}
+
+impl NodeArgs {
+    /// The directory the cluster's own directory is made in.
+    pub fn parent_dir(&self) -> PathBuf {
+        match &self.data_dir {
+            Some(d) => d.clone(),
+            None => std::env::var_os("SKEIN_BENCH_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+        }
+    }
+}
+
+/// `skein-bench cluster`.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Nodes to start (1 or 3).
+    #[arg(long, default_value_t = 1, value_parser = parse_nodes)]
+    pub nodes: u32,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// The scenario, after `--`: `produce ...`, `consume ...` or `e2e ...`.
     #[arg(last = true, required = true, value_name = "SCENARIO")]
     pub scenario: Vec<String>,
+}
+
+/// `skein-bench partitions`: many idle partitions on a local cluster (issue 15).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct PartitionsArgs {
+    /// Nodes to start (1 or 3).
+    #[arg(long, default_value_t = 3, value_parser = parse_nodes)]
+    pub nodes: u32,
+    /// Partitions in total, spread evenly over --topics topics.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Replicas of every partition (at most --nodes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replication_factor: u32,
+    /// Topics to spread the partitions over [default: one per 100 partitions].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub topics: Option<u32>,
+    /// Names of the topics: PREFIX-00000, PREFIX-00001, ...
+    #[arg(long, default_value = "skein-bench-p")]
+    pub topic_prefix: String,
+    /// Create calls in flight at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub create_concurrency: u32,
+    /// `segment.bytes` of every topic ("1MiB"); `max.batch.bytes` is capped to it. Small, so
+    /// that thousands of idle replicas do not fill the disk.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub segment_bytes: u64,
+    /// Wait after every partition has a leader (or the wait gave up) before the idle window.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "serialize_duration")]
+    pub settle: Duration,
+    /// Window over which each node's idle CPU is measured.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[serde(serialize_with = "serialize_duration")]
+    pub idle_window: Duration,
+    /// Limit on each phase (creating, waiting for leaders, failover, restart): a phase that
+    /// runs out is reported as such and the run goes on (or ends) with what it has.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    #[serde(serialize_with = "serialize_duration")]
+    pub phase_timeout: Duration,
+    /// After the killed node is ready again, how long to watch for it to lead partitions
+    /// again ("0s" skips the watch).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[serde(serialize_with = "serialize_duration")]
+    pub spread_wait: Duration,
+    /// Stop after the idle measurement: no SIGKILL, no restart.
+    #[arg(long)]
+    pub no_failover: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl PartitionsArgs {
+    /// Topics the partitions are spread over.
+    pub fn topic_count(&self) -> u32 {
+        self.topics
+            .unwrap_or_else(|| self.partitions.div_ceil(100))
+            .clamp(1, self.partitions)
+    }
+
+    /// Checks relations clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replication_factor > self.nodes {
+            return Err(format!(
+                "--replication-factor {} is more than --nodes {}",
+                self.replication_factor, self.nodes
+            ));
+        }
+        if self.topics.is_some_and(|t| t > self.partitions) {
+            return Err("--topics must be at most --partitions (no empty topics)".into());
+        }
+        if self.partitions.div_ceil(self.topic_count()) > 10_000 {
+            return Err("at most 10000 partitions per topic: give more --topics".into());
+        }
+        if self.idle_window.is_zero() {
+            return Err("--idle-window must be greater than zero".into());
+        }
+        if self.phase_timeout.is_zero() {
+            return Err("--phase-timeout must be greater than zero".into());
+        }
+        Ok(())
+    }
 }
 
 /// The scenario after `cluster ... --`, parsed with the same rules as a top-level one.
@@ -231,6 +342,25 @@ impl ClusterArgs {
             InnerCommand::E2e(a) => (Scenario::E2e, a),
         })
     }
+}
+
+/// A size in bytes with an optional binary unit: "1048576", "64KiB", "1 MiB", "2G".
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("`{s}` is not a size like 1048576, 64KiB or 1MiB")),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`{s}` is not a positive size like 1048576, 64KiB or 1MiB"))
 }
 
 /// Durations in humantime form ("250ms", "30s", "1m") or plain milliseconds.
@@ -313,7 +443,7 @@ mod tests {
     fn scenario(words: &[&str]) -> ScenarioArgs {
         match parse(words).expect("parses").command {
             Command::Produce(a) | Command::Consume(a) | Command::E2e(a) => a,
-            Command::Cluster(_) => panic!("not a scenario"),
+            Command::Cluster(_) | Command::Partitions(_) => panic!("not a scenario"),
         }
     }
 
@@ -436,9 +566,9 @@ mod tests {
             panic!("not cluster")
         };
         assert_eq!(c.nodes, 3);
-        assert_eq!(c.data_dir, Some(PathBuf::from("/var/tmp/x")));
+        assert_eq!(c.node.data_dir, Some(PathBuf::from("/var/tmp/x")));
         assert_eq!(
-            c.node_env,
+            c.node.node_env,
             vec![(
                 "SKEIN_TOPIC_DEFAULTS_FLUSH_POLICY".to_string(),
                 "never".to_string()
@@ -454,5 +584,84 @@ mod tests {
             ..c
         };
         assert!(bad.parse_scenario().is_err());
+    }
+
+    fn partitions(words: &[&str]) -> PartitionsArgs {
+        let mut all = vec!["partitions"];
+        all.extend_from_slice(words);
+        match parse(&all).expect("parses").command {
+            Command::Partitions(a) => a,
+            _ => panic!("not partitions"),
+        }
+    }
+
+    #[test]
+    fn partitions_defaults_and_flags() {
+        let a = partitions(&[]);
+        assert_eq!((a.nodes, a.partitions, a.replication_factor), (3, 1000, 3));
+        assert_eq!(a.topic_count(), 10);
+        assert_eq!(a.segment_bytes, 1 << 20);
+        assert_eq!(a.idle_window, Duration::from_secs(30));
+        assert_eq!(a.phase_timeout, Duration::from_secs(120));
+        assert!(!a.no_failover && !a.node.keep_data);
+        a.validate().expect("defaults are valid");
+
+        let a = partitions(&[
+            "--partitions",
+            "10000",
+            "--topics",
+            "50",
+            "--segment-bytes",
+            "256KiB",
+            "--idle-window",
+            "10s",
+            "--data-dir",
+            "/var/tmp",
+            "--node-env",
+            "SKEIN_RAFT_HEARTBEAT_INTERVAL=500ms",
+            "--output",
+            "json",
+        ]);
+        assert_eq!((a.partitions, a.topic_count()), (10_000, 50));
+        assert_eq!(a.segment_bytes, 256 << 10);
+        assert_eq!(a.node.data_dir, Some(PathBuf::from("/var/tmp")));
+        assert_eq!(a.node.node_env.len(), 1);
+        assert_eq!(a.output, Output::Json);
+        // 10 001 partitions: the last topic gets one partition more, never none.
+        assert_eq!(partitions(&["--partitions", "10001"]).topic_count(), 101);
+        assert_eq!(partitions(&["--partitions", "7"]).topic_count(), 1);
+    }
+
+    #[test]
+    fn partitions_refuses_impossible_layouts() {
+        for words in [
+            &["--replication-factor", "3", "--nodes", "1"][..],
+            &["--partitions", "10", "--topics", "11"],
+            &["--partitions", "20001", "--topics", "2"],
+            &["--idle-window", "0s"],
+        ] {
+            assert!(partitions(words).validate().is_err(), "{words:?}");
+        }
+        for words in [
+            &["--partitions", "0"][..],
+            &["--nodes", "2"],
+            &["--segment-bytes", "0"],
+            &["--create-concurrency", "0"],
+        ] {
+            let mut all = vec!["partitions"];
+            all.extend_from_slice(words);
+            assert!(parse(&all).is_err(), "{words:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        for bad in ["", "MiB", "1.5MiB", "1 MB", "-1", "0", "99999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

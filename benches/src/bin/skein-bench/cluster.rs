@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::procfs;
+
 /// How long a node may take to answer `/readyz` with 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to exit after SIGTERM before it gets SIGKILL.
@@ -32,6 +34,10 @@ pub struct LocalCluster {
     /// `None` once kept or removed.
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
+    /// What every node is started with (again, on [`LocalCluster::restart`]).
+    bin: PathBuf,
+    peers: String,
+    env: Vec<(String, String)>,
 }
 
 /// The `skein-node` binary: `explicit`, else next to this executable (or one directory up, for
@@ -120,38 +126,12 @@ impl LocalCluster {
             nodes,
             dir: Some(dir),
             path,
+            bin: bin.to_path_buf(),
+            peers,
+            env: env.to_vec(),
         };
-        for node in &mut cluster.nodes {
-            let log = std::fs::File::create(&node.log)
-                .with_context(|| format!("create {}", node.log.display()))?;
-            let err = log.try_clone().context("clone a log file handle")?;
-            let child = Command::new(bin)
-                .arg("--node-id")
-                .arg(node.id.to_string())
-                .arg("--data-dir")
-                .arg(&node.data_dir)
-                .arg("--client-addr")
-                .arg(node.client.to_string())
-                .arg("--peer-addr")
-                .arg(node.peer.to_string())
-                .arg("--http-addr")
-                .arg(node.http.to_string())
-                // Several nodes on one host: a free Kafka port each, advertised as bound.
-                .arg("--kafka-addr")
-                .arg("127.0.0.1:0")
-                .arg("--peers")
-                .arg(&peers)
-                .env(
-                    "RUST_LOG",
-                    std::env::var("SKEIN_BENCH_NODE_LOG").unwrap_or("warn".into()),
-                )
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(err))
-                .spawn()
-                .with_context(|| format!("start {}", bin.display()))?;
-            node.child = Some(child);
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i)?;
         }
         let deadline = Instant::now() + READY_TIMEOUT;
         for i in 0..cluster.nodes.len() {
@@ -160,7 +140,83 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    async fn wait_ready(&mut self, i: usize, deadline: Instant) -> anyhow::Result<()> {
+    /// Starts node `i`'s process, its output appended to its log.
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .with_context(|| format!("open {}", node.log.display()))?;
+        let err = log.try_clone().context("clone a log file handle")?;
+        let child = Command::new(&self.bin)
+            .arg("--node-id")
+            .arg(node.id.to_string())
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .arg("--client-addr")
+            .arg(node.client.to_string())
+            .arg("--peer-addr")
+            .arg(node.peer.to_string())
+            .arg("--http-addr")
+            .arg(node.http.to_string())
+            // Several nodes on one host: a free Kafka port each, advertised as bound.
+            .arg("--kafka-addr")
+            .arg("127.0.0.1:0")
+            .arg("--peers")
+            .arg(&self.peers)
+            .env(
+                "RUST_LOG",
+                std::env::var("SKEIN_BENCH_NODE_LOG").unwrap_or("warn".into()),
+            )
+            // No backtrace after a startup error (`RUST_BACKTRACE=1` would print one): the
+            // error itself must stay in the log tail shown when a node fails to start.
+            .env("RUST_LIB_BACKTRACE", "0")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .with_context(|| format!("start {}", self.bin.display()))?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs node `i` (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        let Some(mut child) = node.child.take() else {
+            bail!("node {} is not running", node.id);
+        };
+        child
+            .kill()
+            .with_context(|| format!("SIGKILL node {}", node.id))?;
+        child
+            .wait()
+            .with_context(|| format!("reap node {}", node.id))?;
+        Ok(())
+    }
+
+    /// Starts a stopped node `i` again on its data, addresses and settings, without waiting
+    /// for it: see [`LocalCluster::wait_ready`].
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.nodes[i].child.is_some() {
+            bail!("node {} is still running", self.nodes[i].id);
+        }
+        self.spawn(i)
+    }
+
+    /// Waits until node `i` answers `/readyz` with 200; fails when `deadline` passes (saying
+    /// what the node last answered) or the process exits. Returns the answers other than 200
+    /// it gave meanwhile (each once, in order, with the seconds since the wait began when it
+    /// first gave it): what the node waited on.
+    pub async fn wait_ready(
+        &mut self,
+        i: usize,
+        deadline: Instant,
+    ) -> anyhow::Result<Vec<(f64, String)>> {
+        let started = Instant::now();
+        let mut seen: Vec<(f64, String)> = Vec::new();
         loop {
             let node = &mut self.nodes[i];
             if let Some(child) = node.child.as_mut() {
@@ -170,14 +226,24 @@ impl LocalCluster {
                     bail!("node {id} exited with {status} before it was ready; its log:\n{tail}");
                 }
             }
-            if readyz(node.http).await == Some(200) {
-                return Ok(());
+            match readyz(node.http).await {
+                Some((200, _)) => return Ok(seen),
+                Some((code, body)) => {
+                    let answer = format!("{code} {}", body.trim());
+                    if seen.last().is_none_or(|(_, a)| *a != answer) {
+                        let at = (started.elapsed().as_secs_f64() * 100.0).round() / 100.0;
+                        seen.push((at, answer));
+                    }
+                }
+                None => {}
             }
             if Instant::now() >= deadline {
                 let id = node.id;
+                let waited = started.elapsed().as_secs_f64();
+                let last = seen.last().map_or("none", |(_, a)| a.as_str());
                 let tail = self.log_tail(i);
                 bail!(
-                    "node {id} did not answer /readyz with 200 within {READY_TIMEOUT:?}; its log:\n{tail}"
+                    "node {id} did not answer /readyz with 200 within {waited:.1} s (last answer: {last}); its log:\n{tail}"
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -211,7 +277,7 @@ impl LocalCluster {
             .map(|n| {
                 n.child
                     .as_ref()
-                    .and_then(|c| vm_hwm_kib(c.id()))
+                    .and_then(|c| procfs::vm_hwm_kib(c.id()))
                     .map_or(0.0, |kib| (kib as f64 / 1024.0 * 10.0).round() / 10.0)
             })
             .collect()
@@ -225,6 +291,21 @@ impl LocalCluster {
             .collect()
     }
 
+    /// Node `i`'s id (`i + 1`).
+    pub fn node_id(&self, i: usize) -> u32 {
+        self.nodes[i].id
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].data_dir
+    }
+
+    /// Node `i`'s client API address.
+    pub fn client_addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].client
+    }
+
     /// CPU time (user + system) each running node has used so far, seconds (0 when unreadable).
     pub fn cpu_secs(&self) -> Vec<f64> {
         self.nodes
@@ -232,7 +313,7 @@ impl LocalCluster {
             .map(|n| {
                 n.child
                     .as_ref()
-                    .and_then(|c| process_cpu_secs(c.id()))
+                    .and_then(|c| procfs::process_cpu_secs(c.id()))
                     .unwrap_or(0.0)
             })
             .collect()
@@ -305,63 +386,32 @@ fn terminate(child: &Child) {
     }
 }
 
-/// User + system CPU seconds of a process, from `/proc/PID/stat`.
-pub fn process_cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let ticks = parse_cpu_ticks(&stat)?;
-    // SAFETY: sysconf takes no pointers and has no side effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks as f64 / hz as f64)
-}
-
-/// utime + stime (fields 14 and 15) of a `/proc/PID/stat` line. The command name (field 2) is
-/// in parentheses and may hold spaces, so fields are counted after the last `)`.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// `VmHWM` of a process from /proc, KiB.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_vm_hwm_kib(&status)
-}
-
-fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    parse_status_kib(status, "VmHWM:")
-}
-
-/// `RssAnon` of a process from /proc, KiB: its own memory, without the file pages it maps (a
-/// node reads its log segments through memory maps, and those pages, which the kernel can
-/// drop, count in `VmHWM`).
-pub fn rss_anon_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_status_kib(&status, "RssAnon:")
-}
-
-fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// HTTP status of `GET /readyz`, or `None` when the node does not answer (yet).
-async fn readyz(addr: SocketAddr) -> Option<u16> {
+/// HTTP status and body of `GET /readyz`, or `None` when the node does not answer (yet).
+async fn readyz(addr: SocketAddr) -> Option<(u16, String)> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         s.write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .await
             .ok()?;
         let mut buf = Vec::with_capacity(256);
-        s.read_to_end(&mut buf).await.ok()?;
-        parse_status_line(&buf)
+        // A /readyz answer is one short line; do not read more than a few KiB of anything.
+        (&mut s).take(4096).read_to_end(&mut buf).await.ok()?;
+        let code = parse_status_line(&buf)?;
+        Some((code, response_body(&buf)))
     };
     tokio::time::timeout(Duration::from_secs(2), fut)
         .await
         .ok()
         .flatten()
+}
+
+/// The body of an HTTP/1.x response (after the blank line), lossily decoded.
+fn response_body(response: &[u8]) -> String {
+    let start = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |p| p + 4);
+    String::from_utf8_lossy(&response[start..]).into_owned()
 }
 
 /// The status code of an HTTP/1.x response.
@@ -393,27 +443,13 @@ mod tests {
         assert_eq!(parse_status_line(b"HTTP/1.1"), None);
         assert_eq!(parse_status_line(b"SSH-2.0-x\r\n"), None);
         assert_eq!(parse_status_line(b"HTTP/1.1 abc\r\n"), None);
-    }
-
-    #[test]
-    fn vm_hwm_is_read_from_proc_status() {
-        let status = "Name:\tskein-node\nVmPeak:\t  999 kB\nVmHWM:\t   123456 kB\nVmRSS:\t 1 kB\n";
-        assert_eq!(parse_vm_hwm_kib(status), Some(123456));
-        assert_eq!(parse_vm_hwm_kib("Name: x\n"), None);
         assert_eq!(
-            parse_status_kib("VmHWM:\t 5 kB\nRssAnon:\t   4321 kB\n", "RssAnon:"),
-            Some(4321)
+            response_body(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 9\r\n\r\nnot ready"
+            ),
+            "not ready"
         );
-        assert!(rss_anon_kib(std::process::id()).is_some_and(|k| k > 0));
-        assert!(vm_hwm_kib(std::process::id()).is_some_and(|k| k > 0));
-    }
-
-    #[test]
-    fn cpu_ticks_are_read_after_the_command_name() {
-        let stat = "42 (skein node) S 1 42 42 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 9 0 1 2 3";
-        assert_eq!(parse_cpu_ticks(stat), Some(280));
-        assert_eq!(parse_cpu_ticks("42 (x"), None);
-        assert!(process_cpu_secs(std::process::id()).is_some());
+        assert_eq!(response_body(b"HTTP/1.1 200 OK\r\n"), "");
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! `skein-bench`: Skein's load generator. See `benches/README.md` for usage.
 //!
 //! `produce`, `consume` and `e2e` drive a running cluster through `skein-client`; `cluster`
-//! starts local `skein-node` processes first and stops them (and removes their data) after.
+//! starts local `skein-node` processes first and stops them (and removes their data) after;
+//! `partitions` starts its own cluster and measures what many idle partitions cost.
 
 mod args;
 mod cluster;
 mod pacer;
+mod partitions;
+mod procfs;
 mod report;
 mod run;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +52,7 @@ async fn run_cli(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(a) => (Scenario::Consume, a),
         Command::E2e(a) => (Scenario::E2e, a),
         Command::Cluster(c) => return run_cluster(c).await,
+        Command::Partitions(p) => return partitions::run_cli(p).await,
     };
     let output = args.output;
     let mut report = tokio::select! {
@@ -69,7 +72,7 @@ fn print_report(report: &Report, output: Output) {
 }
 
 fn self_cpu_secs() -> f64 {
-    let secs = cluster::process_cpu_secs(std::process::id()).unwrap_or(0.0);
+    let secs = procfs::process_cpu_secs(std::process::id()).unwrap_or(0.0);
     (secs * 100.0).round() / 100.0
 }
 
@@ -78,13 +81,8 @@ async fn run_cluster(c: ClusterArgs) -> anyhow::Result<()> {
         Ok(s) => s,
         Err(e) => e.exit(),
     };
-    let bin = cluster::find_node_bin(c.node_bin.as_deref())?;
-    let parent = match &c.data_dir {
-        Some(d) => d.clone(),
-        None => std::env::var_os("SKEIN_BENCH_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir),
-    };
+    let bin = cluster::find_node_bin(c.node.node_bin.as_deref())?;
+    let parent = c.node.parent_dir();
     if !args.quiet {
         eprintln!(
             "skein-bench: starting {} node(s) of {} under {}",
@@ -93,7 +91,7 @@ async fn run_cluster(c: ClusterArgs) -> anyhow::Result<()> {
             parent.display()
         );
     }
-    let mut cluster = LocalCluster::start(&bin, c.nodes, &parent, &c.node_env)
+    let mut cluster = LocalCluster::start(&bin, c.nodes, &parent, &c.node.node_env)
         .await
         .context("start the local cluster")?;
     args.brokers = cluster.brokers();
@@ -114,7 +112,7 @@ async fn run_cluster(c: ClusterArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 for (pid, peak) in pids.iter().zip(anon_peak.iter()) {
-                    if let Some(kib) = pid.and_then(cluster::rss_anon_kib) {
+                    if let Some(kib) = pid.and_then(procfs::rss_anon_kib) {
                         peak.fetch_max(kib, Ordering::Relaxed);
                     }
                 }
@@ -135,7 +133,7 @@ async fn run_cluster(c: ClusterArgs) -> anyhow::Result<()> {
     let cpu = cluster.cpu_secs();
     let bench_cpu = self_cpu_secs();
     let data_dir = cluster.path().display().to_string();
-    let kept = cluster.stop(c.keep_data);
+    let kept = cluster.stop(c.node.keep_data);
     if let Some(dir) = kept {
         eprintln!(
             "skein-bench: kept the cluster's data and logs in {}",
