@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 
 /// Replaces `path` with `contents` atomically and durably.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    crate::blocking::debug_assert_may_block("write_atomic");
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
@@ -24,6 +25,7 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// Reads `path`, or `None` when it does not exist.
 pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    crate::blocking::debug_assert_may_block("read_optional");
     match fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

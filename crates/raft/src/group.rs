@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use tracing::Instrument;
 use crate::config::RaftConfig;
 use crate::error::{Error, Result};
 use crate::log_store::{LogShared, LogStore};
-use crate::state_machine::{load_snapshot, log_start_batch, AppliedState, Applier, StateMachine};
+use crate::state_machine::{log_start_batch, open_replica, AppliedState, Applier, StateMachine};
 use crate::transport::{NetworkFactory, PeerPool};
 use crate::types::{GroupId, Node, NodeId, RecordBatch, SkeinTypes};
 
@@ -26,9 +27,11 @@ pub struct Group<C: SkeinTypes, A: Applier<C>> {
     state: Arc<RwLock<AppliedState<A>>>,
     shared: Arc<LogShared>,
     config: RaftConfig,
-    /// The log's largest accepted batch: checked before a batch is proposed, because a batch the
-    /// log refuses after it is in Raft would stop the group.
-    batch_bytes_max: u32,
+    /// The topic's largest accepted batch: checked before a batch is proposed, because a batch
+    /// the log refuses after it is in Raft would stop the group. Changed by
+    /// [`Group::set_log_config`] (shared with the blocking task that applies a change, so that a
+    /// dropped caller leaves the log and this check in step).
+    batch_bytes_max: Arc<AtomicU32>,
 }
 
 impl<C: SkeinTypes, A: Applier<C>> std::fmt::Debug for Group<C, A> {
@@ -44,6 +47,20 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The configuration a replica's log runs with for its topic's `topic` one: the same, except
+/// that the log takes any batch that fits a segment. The topic's `max.batch.bytes` is checked
+/// when a batch is proposed ([`Group::batch_bytes_max`]), never again when an entry reaches a
+/// log: the log refusing an entry that is in Raft would stop the group, and such entries exist
+/// (one proposed before the limit was lowered, one from a leader that took a raised limit first,
+/// older entries a replica reopened with a lower limit catches up on).
+fn replica_log_config(topic: LogConfig) -> LogConfig {
+    let segment_cap = u32::try_from(topic.segment_bytes_max).unwrap_or(u32::MAX);
+    LogConfig {
+        batch_bytes_max: topic.batch_bytes_max.max(segment_cap),
+        ..topic
+    }
 }
 
 impl<C: SkeinTypes, A: Applier<C>> Group<C, A>
@@ -62,11 +79,9 @@ where
         let span = tracing::info_span!("raft_group", node, group = id);
         async move {
             let batch_bytes_max = log_config.batch_bytes_max;
-            let shared = LogShared::open(id, node, dir, log_config)?;
-            let (mut state, snapshot) = {
-                let mut g = shared.inner.lock().await;
-                load_snapshot::<C, A>(&shared, &mut g)?
-            };
+            // Opening reads and checks the whole log: on the blocking pool, not a worker.
+            let (shared, mut state, snapshot) =
+                open_replica::<C, A>(id, node, dir, replica_log_config(log_config)).await?;
             state.app.configure(config);
             let state = Arc::new(RwLock::new(state));
             let log_store = LogStore::<C>::new(shared.clone(), config.append_bytes_max);
@@ -92,7 +107,7 @@ where
                 state,
                 shared,
                 config: config.clone(),
-                batch_bytes_max,
+                batch_bytes_max: Arc::new(AtomicU32::new(batch_bytes_max)),
             })
         }
         .instrument(span)
@@ -104,9 +119,32 @@ where
         &self.config
     }
 
-    /// The largest batch this group's log accepts.
+    /// The largest batch this group accepts from a producer (the topic's `max.batch.bytes`).
     pub fn batch_bytes_max(&self) -> u32 {
-        self.batch_bytes_max
+        self.batch_bytes_max.load(Ordering::Acquire)
+    }
+
+    /// Applies a changed topic configuration to this running replica: its log takes `config`
+    /// ([`PartitionLog::set_config`]: segment size and age, flush policy, retention, ...) and
+    /// batches proposed from now on are checked against `config.batch_bytes_max`. An invalid
+    /// `config` is refused and nothing changes. Runs on the blocking pool (a changed flush
+    /// policy fsyncs what is pending); once started it completes even if the caller is dropped.
+    ///
+    /// The log itself takes any batch that fits a segment (see `replica_log_config`).
+    pub async fn set_log_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        let shared = self.shared.clone();
+        let checked = self.batch_bytes_max.clone();
+        crate::blocking::run("set log config", move || {
+            let mut g = shared.inner.blocking_lock();
+            let batch_bytes_max = config.batch_bytes_max;
+            let for_log = replica_log_config(config);
+            g.log.set_config(for_log)?;
+            // After the log: a raised limit is proposed only once the log takes it.
+            checked.store(batch_bytes_max, Ordering::Release);
+            Ok(())
+        })
+        .await
     }
 
     /// The group's id.
@@ -290,8 +328,11 @@ where
             reason: e.to_string(),
         })?;
         // Make everything written durable before the replica is reopened.
-        self.shared.inner.lock().await.log.flush()?;
-        self.shared.sync_committed()?;
-        Ok(())
+        let shared = self.shared.clone();
+        crate::blocking::run("flush at shutdown", move || {
+            shared.inner.blocking_lock().log.flush()?;
+            shared.sync_committed()
+        })
+        .await
     }
 }

@@ -52,6 +52,7 @@
 //! - The vote is durable before `save_vote` returns.
 //! - Record offsets are a function of the log: every replica stamps the same offsets.
 
+mod blocking;
 mod config;
 mod error;
 mod files;

@@ -32,6 +32,7 @@ use skein_record::{internal_batch, Batch, BatchHeader, EntryKind, InternalKind};
 use skein_storage::{LogConfig, PartitionLog};
 use tokio::sync::{mpsc, Mutex, Notify};
 
+use crate::blocking::debug_assert_may_block;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::types::{
@@ -175,6 +176,7 @@ impl LogInner {
         }
     }
 
+    /// Records the purge point `purged` durably (a later one than the current only).
     pub(crate) fn set_purged(&mut self, paths: &GroupPaths, purged: LogId) -> Result<()> {
         if self.last_purged.is_some_and(|p| p.index >= purged.index) {
             return Ok(());
@@ -183,6 +185,96 @@ impl LogInner {
         self.last_purged = Some(purged);
         Ok(())
     }
+
+    /// Makes `vote` durable, then current. The appends made before it are fsynced first, so a
+    /// vote write and a log write are never reordered.
+    fn save_vote(&mut self, paths: &GroupPaths, vote: Vote) -> Result<()> {
+        debug_assert_may_block("save vote");
+        self.log.flush()?;
+        write_meta(&paths.vote, &vote)?;
+        self.vote = Some(vote);
+        Ok(())
+    }
+
+    /// Removes every entry from Raft index `index` on (a diverging follower's uncommitted tail).
+    fn truncate_from(&mut self, index: u64) -> Result<()> {
+        debug_assert_may_block("truncate log");
+        Ok(self.log.truncate_from_index(index)?)
+    }
+
+    /// Records the purge point `purged`, then deletes the whole sealed segments through it.
+    /// Returns the number of segments deleted.
+    fn purge_through(&mut self, paths: &GroupPaths, purged: LogId) -> Result<usize> {
+        debug_assert_may_block("purge log");
+        self.set_purged(paths, purged)?;
+        Ok(self.log.purge_through_index(purged.index)?)
+    }
+
+    /// What an append at Raft index `index` needs before it can write; an error when it would
+    /// leave a hole in the log.
+    fn positioning(&self, index: u64) -> Result<Positioning> {
+        let next = self.log.next_index();
+        if next == index {
+            return Ok(Positioning::Ready);
+        }
+        let empty = self.log.first_index() == next;
+        if empty && self.last_purged.is_none() && index > next {
+            // A log that never held an entry may begin anywhere: openraft appends at
+            // last_log_id + 1 and this log has no last log id.
+            return Ok(Positioning::Restart);
+        }
+        if index > next && self.last_purged.is_some_and(|p| p.index + 1 == index) {
+            return Ok(Positioning::AwaitSnapshot);
+        }
+        Err(Error::Storage(
+            skein_storage::StorageError::NonContiguousIndex {
+                expected: next,
+                got: index,
+            },
+        ))
+    }
+
+    /// Restarts the log empty at Raft index `index` if it still is empty and never purged (the
+    /// lock was released since [`LogInner::positioning`] said so).
+    fn restart_empty_at(&mut self, index: u64) -> Result<()> {
+        debug_assert_may_block("restart empty log");
+        if let Positioning::Restart = self.positioning(index)? {
+            let offset = self.log.next_offset();
+            self.log.reset(offset, index)?;
+        }
+        Ok(())
+    }
+
+    /// Fills a hole before Raft index `index` with blank entries of `term` (restarting an empty
+    /// log there instead), for openraft's storage suite, which appends with holes.
+    #[cfg(test)]
+    fn fill_gaps_to(&mut self, index: u64, term: u64) -> Result<()> {
+        debug_assert_may_block("fill log gaps");
+        let next = self.log.next_index();
+        if index <= next {
+            return Ok(());
+        }
+        if self.log.first_index() == next {
+            let offset = self.log.next_offset();
+            self.log.reset(offset, index)?;
+            return Ok(());
+        }
+        for i in next..index {
+            let blank = internal_batch(InternalKind::Blank, 0, &[]);
+            self.log.append_entry(&blank, term, i)?;
+        }
+        Ok(())
+    }
+}
+
+/// What an append needs before it writes (see [`LogInner::positioning`]).
+enum Positioning {
+    /// Nothing: the log's next index is the append's.
+    Ready,
+    /// A restart of the empty, never-purged log at the append's index.
+    Restart,
+    /// The state machine's repositioning of the log for the snapshot it is installing.
+    AwaitSnapshot,
 }
 
 /// State shared by a group's log store, log readers, flusher and state machine.
@@ -206,6 +298,7 @@ impl LogShared {
         dir: &Path,
         config: LogConfig,
     ) -> Result<Arc<LogShared>> {
+        debug_assert_may_block("open group log");
         let paths = GroupPaths::new(dir);
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create group directory {}", dir.display()), e))?;
@@ -240,6 +333,22 @@ impl LogShared {
         }))
     }
 
+    /// Runs `f` on the log, under its lock, on tokio's blocking pool (see [`crate::blocking`]):
+    /// for work that fsyncs, truncates or deletes files. The lock is held for all of `f`, which
+    /// runs to its end even when the caller's future is dropped.
+    pub(crate) async fn run_blocking<R: Send + 'static>(
+        self: &Arc<Self>,
+        what: &'static str,
+        f: impl FnOnce(&mut LogInner, &LogShared) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let shared = Arc::clone(self);
+        crate::blocking::run(what, move || {
+            let mut g = shared.inner.blocking_lock();
+            f(&mut g, &shared)
+        })
+        .await
+    }
+
     /// Makes the last committed record durable (at shutdown; commits do not fsync it).
     pub(crate) fn sync_committed(&self) -> Result<()> {
         self.committed
@@ -251,9 +360,11 @@ impl LogShared {
     /// very entry (same index and term). A follower records commits of entries it has accepted
     /// but maybe not yet fsynced, so after a crash the record can be ahead of the log; such a
     /// record, a torn one, or one at or below the purge point (the snapshot covers it) is
-    /// ignored and openraft starts from the snapshot's last applied entry.
-    async fn recorded_committed(&self) -> Result<Option<LogId>> {
+    /// ignored and openraft starts from the snapshot's last applied entry. Reads the file: run it
+    /// through [`LogShared::run_blocking`].
+    fn recorded_committed(&self, g: &LogInner) -> Result<Option<LogId>> {
         use std::os::unix::fs::FileExt;
+        debug_assert_may_block("read committed record");
         let mut b = [0u8; COMMITTED_RECORD_BYTES];
         let n = self
             .committed
@@ -270,7 +381,6 @@ impl LogShared {
             }
             return Ok(None);
         };
-        let g = self.inner.lock().await;
         if g.last_purged.is_some_and(|p| c.index <= p.index) {
             return Ok(None);
         }
@@ -456,47 +566,27 @@ impl<C: SkeinTypes> LogStore<C> {
 
     /// Waits until the log's next index is `index`, repositioning an empty, never-purged log.
     async fn position_for(&self, index: u64, term: u64) -> Result<()> {
+        #[cfg(test)]
+        if self.fill_gaps {
+            self.shared
+                .run_blocking("fill log gaps", move |g, _| g.fill_gaps_to(index, term))
+                .await?;
+        }
+        #[cfg(not(test))]
+        let _ = term;
         let deadline = tokio::time::Instant::now() + RESET_WAIT;
         loop {
             let notified = self.shared.reset.notified();
-            {
-                let mut g = self.shared.inner.lock().await;
-                let next = g.log.next_index();
-                if next == index {
-                    return Ok(());
+            let positioning = self.shared.inner.lock().await.positioning(index)?;
+            match positioning {
+                Positioning::Ready => return Ok(()),
+                Positioning::Restart => {
+                    self.shared
+                        .run_blocking("restart empty log", move |g, _| g.restart_empty_at(index))
+                        .await?;
+                    continue;
                 }
-                let empty = g.log.first_index() == next;
-                let after_snapshot = g.last_purged.is_some_and(|p| p.index + 1 == index);
-                #[cfg(test)]
-                if self.fill_gaps && index > next {
-                    if empty {
-                        let offset = g.log.next_offset();
-                        g.log.reset(offset, index)?;
-                    } else {
-                        for i in next..index {
-                            let blank = internal_batch(InternalKind::Blank, 0, &[]);
-                            g.log.append_entry(&blank, term, i)?;
-                        }
-                    }
-                    return Ok(());
-                }
-                if empty && g.last_purged.is_none() && index > next {
-                    // A log that never held an entry may begin anywhere: openraft appends at
-                    // last_log_id + 1 and this log has no last log id.
-                    let offset = g.log.next_offset();
-                    g.log.reset(offset, index)?;
-                    return Ok(());
-                }
-                #[cfg(not(test))]
-                let _ = term;
-                if !(after_snapshot && index > next) {
-                    return Err(Error::Storage(
-                        skein_storage::StorageError::NonContiguousIndex {
-                            expected: next,
-                            got: index,
-                        },
-                    ));
-                }
+                Positioning::AwaitSnapshot => {}
             }
             tracing::debug!(
                 group = self.shared.group,
@@ -642,15 +732,12 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> std::result::Result<(), StoreError> {
-        let mut g = self.shared.inner.lock().await;
+        let vote = *vote;
         // Writes are never reordered: appends queued before this vote become durable first.
-        g.log
-            .flush()
-            .map_err(|e| StoreError::from(StorageIOError::write_vote(AnyError::new(&e))))?;
-        write_meta(&self.shared.paths.vote, vote)
-            .map_err(|e| StoreError::from(StorageIOError::write_vote(AnyError::new(&e))))?;
-        g.vote = Some(*vote);
-        Ok(())
+        self.shared
+            .run_blocking("save vote", move |g, s| g.save_vote(&s.paths, vote))
+            .await
+            .map_err(|e| StoreError::from(StorageIOError::write_vote(AnyError::new(&e))))
     }
 
     async fn read_vote(&mut self) -> std::result::Result<Option<Vote>, StoreError> {
@@ -674,7 +761,10 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
     }
 
     async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, StoreError> {
-        self.shared.recorded_committed().await.map_err(read_err)
+        self.shared
+            .run_blocking("read committed record", |g, s| s.recorded_committed(g))
+            .await
+            .map_err(read_err)
     }
 
     async fn append<I>(
@@ -718,15 +808,18 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
             index = log_id.index,
             "truncate log"
         );
-        let mut g = self.shared.inner.lock().await;
-        g.log.truncate_from_index(log_id.index).map_err(write_err)
+        self.shared
+            .run_blocking("truncate log", move |g, _| g.truncate_from(log_id.index))
+            .await
+            .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), StoreError> {
-        let mut g = self.shared.inner.lock().await;
-        g.set_purged(&self.shared.paths, log_id)
+        let deleted = self
+            .shared
+            .run_blocking("purge log", move |g, s| g.purge_through(&s.paths, log_id))
+            .await
             .map_err(write_err)?;
-        let deleted = g.log.purge_through_index(log_id.index).map_err(write_err)?;
         tracing::debug!(
             group = self.shared.group,
             node = self.shared.node,
@@ -742,6 +835,16 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
 mod tests {
     use super::*;
     use openraft::storage::RaftLogStorage;
+
+    /// Opens group 1's log on node 3 in `dir`, on the blocking pool as `Group::open` does.
+    async fn open_shared(dir: &Path) -> Arc<LogShared> {
+        let dir = dir.to_path_buf();
+        crate::blocking::run("open", move || {
+            LogShared::open(1, 3, &dir, LogConfig::default())
+        })
+        .await
+        .expect("open log")
+    }
 
     #[test]
     fn a_leaders_own_committed_vote_comes_back_uncommitted() {
@@ -760,17 +863,57 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let vote = Vote::new_committed(7, 2);
         {
-            let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("open");
+            let shared = open_shared(dir.path()).await;
             let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
             store.save_vote(&vote).await.expect("save vote");
             store.purge(log_id(2, 5)).await.expect("purge");
         }
-        let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("reopen");
+        let shared = open_shared(dir.path()).await;
         let mut store = LogStore::<crate::PartitionTypes>::new(shared, 1 << 20);
         assert_eq!(store.read_vote().await.expect("read vote"), Some(vote));
         let st = store.get_log_state().await.expect("log state");
         assert_eq!(st.last_purged_log_id, Some(log_id(2, 5)));
         assert_eq!(st.last_log_id, Some(log_id(2, 5)));
+    }
+
+    /// Runs on the test's current-thread runtime, where `block_in_place` would panic; a debug
+    /// build also checks that the file I/O ran on the blocking pool, not on the test's thread.
+    #[tokio::test]
+    async fn truncate_and_purge_run_off_the_async_worker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = open_shared(dir.path()).await;
+        let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
+        append_blanks(&shared, 2, 5).await;
+        store.truncate(log_id(2, 3)).await.expect("truncate");
+        let st = store.get_log_state().await.expect("log state");
+        assert_eq!(st.last_log_id, Some(log_id(2, 2)));
+        store.purge(log_id(2, 1)).await.expect("purge");
+        let st = store.get_log_state().await.expect("log state");
+        assert_eq!(st.last_purged_log_id, Some(log_id(2, 1)));
+        assert_eq!(st.last_log_id, Some(log_id(2, 2)));
+    }
+
+    /// A vote write whose caller stops waiting runs to its end: memory and disk agree on it.
+    #[tokio::test]
+    async fn a_save_vote_whose_caller_stops_waiting_still_completes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vote = Vote::new_committed(7, 2);
+        {
+            let shared = open_shared(dir.path()).await;
+            let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
+            // Polled once (the work goes to the blocking pool), then dropped.
+            let _ = tokio::time::timeout(Duration::ZERO, store.save_vote(&vote)).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while shared.inner.lock().await.vote != Some(vote) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the dropped vote write did not complete"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+        let shared = open_shared(dir.path()).await;
+        assert_eq!(shared.inner.lock().await.vote, Some(vote));
     }
 
     async fn append_blanks(shared: &LogShared, term: u64, n: u64) {
@@ -786,7 +929,7 @@ mod tests {
     async fn committed_record_survives_reopen_only_when_the_log_holds_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("open");
+            let shared = open_shared(dir.path()).await;
             let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
             assert_eq!(store.read_committed().await.expect("read"), None);
             append_blanks(&shared, 2, 5).await;
@@ -796,7 +939,7 @@ mod tests {
                 .expect("save committed");
             shared.sync_committed().expect("sync committed");
         }
-        let shared = LogShared::open(1, 3, dir.path(), LogConfig::default()).expect("reopen");
+        let shared = open_shared(dir.path()).await;
         let mut store = LogStore::<crate::PartitionTypes>::new(shared.clone(), 1 << 20);
         assert_eq!(
             store.read_committed().await.expect("read"),

@@ -1,9 +1,11 @@
 //! A partition's Raft group: produce path, high watermark and the idempotent-producer table.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -298,6 +300,48 @@ impl Applier<PartitionTypes> for ProducerTable {
 
 type InflightResult = Option<std::result::Result<ProduceResponse, String>>;
 
+/// What `produce` does with an idempotent batch.
+enum Begin {
+    Wait(watch::Receiver<InflightResult>),
+    Done(ProduceResponse),
+    Write(watch::Sender<InflightResult>),
+}
+
+/// An idempotent batch's in-flight entry; dropping it (when its write has an answer, or its
+/// task ended some other way) clears the entry.
+struct InflightGuard {
+    inflight: Arc<Mutex<Inflight>>,
+    key: (i64, i16, i32),
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let mut inf = self
+            .inflight
+            .lock()
+            .expect("invariant: in-flight lock is never poisoned");
+        inf.by_batch.remove(&self.key);
+        if let Some(t) = inf.tail.get_mut(&self.key.0) {
+            t.2 -= 1;
+            if t.2 == 0 {
+                inf.tail.remove(&self.key.0);
+            }
+        }
+    }
+}
+
+/// Runs `fut` to the end even if the caller stops waiting: polled once here, in the caller's
+/// order, then (when not finished) in a task of its own that the caller awaits.
+async fn finish_detached<T: Send + 'static>(
+    fut: impl Future<Output = T> + Send + 'static,
+) -> std::result::Result<T, tokio::task::JoinError> {
+    let mut fut = Box::pin(fut);
+    match std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        Poll::Ready(v) => Ok(v),
+        Poll::Pending => tokio::spawn(fut).await,
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inflight {
     by_batch: HashMap<(i64, i16, i32), watch::Receiver<InflightResult>>,
@@ -309,7 +353,7 @@ struct Inflight {
 #[derive(Debug)]
 pub struct PartitionGroup {
     group: Group<PartitionTypes, ProducerTable>,
-    inflight: Mutex<Inflight>,
+    inflight: Arc<Mutex<Inflight>>,
     /// The term in which this replica, as leader, last confirmed it has applied every entry of
     /// earlier terms (so its producer table is complete).
     caught_up_term: AtomicU64,
@@ -326,7 +370,7 @@ impl PartitionGroup {
     pub(crate) fn new(group: Group<PartitionTypes, ProducerTable>) -> Self {
         PartitionGroup {
             group,
-            inflight: Mutex::new(Inflight::default()),
+            inflight: Arc::new(Mutex::new(Inflight::default())),
             caught_up_term: AtomicU64::new(0),
         }
     }
@@ -349,7 +393,48 @@ impl PartitionGroup {
     /// Appends one data batch through Raft and returns once it is committed (fsynced on a
     /// majority) and applied. A retried batch of an idempotent producer is answered with the
     /// original's offset instead of being appended again.
-    pub async fn produce(&self, batch: Bytes) -> Result<ProduceResponse> {
+    ///
+    /// Cancel-safe: the batch is handed to Raft on the first poll (so batches started in order
+    /// are appended in order), and an idempotent write whose caller stops waiting (a request
+    /// timeout, a dropped connection) runs on in its own task until Raft answers, then clears
+    /// its in-flight entry. A retry meanwhile waits for that answer instead of failing or being
+    /// appended a second time.
+    pub async fn produce(self: &Arc<Self>, batch: Bytes) -> Result<ProduceResponse> {
+        let h = self.check_batch(&batch)?;
+        if h.producer_id < 0 {
+            return self.write(RecordBatch(batch)).await;
+        }
+        self.ensure_caught_up().await?;
+        let tx = match self.begin_idempotent(&h)? {
+            Begin::Wait(mut rx) => return wait_inflight(&mut rx, self.id()).await,
+            Begin::Done(r) => return Ok(r),
+            Begin::Write(tx) => tx,
+        };
+        let guard = InflightGuard {
+            inflight: self.inflight.clone(),
+            key: (h.producer_id, h.producer_epoch, h.base_sequence),
+        };
+        let me = Arc::clone(self);
+        let write = async move {
+            let result = me.write(RecordBatch(batch)).await;
+            // Nobody waiting is fine.
+            let _ = tx.send(Some(match &result {
+                Ok(r) => Ok(*r),
+                Err(e) => Err(e.to_string()),
+            }));
+            drop(guard);
+            result
+        };
+        finish_detached(write).await.unwrap_or_else(|e| {
+            Err(Error::Raft {
+                group: self.id(),
+                message: format!("the write of this batch failed: {e}"),
+            })
+        })
+    }
+
+    /// Checks a batch before it goes to Raft: size, format, a data batch, not transactional.
+    fn check_batch(&self, batch: &Bytes) -> Result<BatchHeader> {
         if batch.len() > self.batch_bytes_max() as usize {
             return Err(Error::InvalidBatch(
                 skein_storage::StorageError::BatchTooLarge {
@@ -358,76 +443,46 @@ impl PartitionGroup {
                 },
             ));
         }
-        let h = skein_record::validate(&batch).map_err(|e| Error::InvalidBatch(e.into()))?;
+        let h = skein_record::validate(batch).map_err(|e| Error::InvalidBatch(e.into()))?;
         if h.kind != EntryKind::Data {
             return Err(Error::NotDataBatch { kind: h.kind });
         }
         if h.is_transactional() {
             return Err(Error::TransactionalBatch);
         }
-        if h.producer_id < 0 {
-            return self.write(RecordBatch(batch)).await;
-        }
-        self.ensure_caught_up().await?;
+        Ok(h)
+    }
+
+    /// Decides what to do with an idempotent batch: wait for the same batch already in flight,
+    /// answer a duplicate of an applied one, or write it (registered as in flight, continuing
+    /// its producer's sequence).
+    fn begin_idempotent(&self, h: &BatchHeader) -> Result<Begin> {
         let key = (h.producer_id, h.producer_epoch, h.base_sequence);
-        enum Next {
-            Wait(watch::Receiver<InflightResult>),
-            Done(ProduceResponse),
-            Write(watch::Sender<InflightResult>),
+        let mut inf = self
+            .inflight
+            .lock()
+            .expect("invariant: in-flight lock is never poisoned");
+        if let Some(rx) = inf.by_batch.get(&key) {
+            return Ok(Begin::Wait(rx.clone()));
         }
-        let next = {
-            let mut inf = self
-                .inflight
-                .lock()
-                .expect("invariant: in-flight lock is never poisoned");
-            if let Some(rx) = inf.by_batch.get(&key) {
-                Next::Wait(rx.clone())
-            } else {
-                let tail = inf
+        let tail = inf
+            .tail
+            .get(&h.producer_id)
+            .map(|(epoch, next, _)| (*epoch, *next));
+        match self.with_state(|s| s.app.check(h, tail))? {
+            SequenceCheck::Duplicate(r) => Ok(Begin::Done(r)),
+            SequenceCheck::New => {
+                let (tx, rx) = watch::channel(None);
+                inf.by_batch.insert(key, rx);
+                let next = h.base_sequence.wrapping_add(h.record_count as i32);
+                let t = inf
                     .tail
-                    .get(&h.producer_id)
-                    .map(|(epoch, next, _)| (*epoch, *next));
-                match self.with_state(|s| s.app.check(&h, tail))? {
-                    SequenceCheck::Duplicate(r) => Next::Done(r),
-                    SequenceCheck::New => {
-                        let (tx, rx) = watch::channel(None);
-                        inf.by_batch.insert(key, rx);
-                        let next = h.base_sequence.wrapping_add(h.record_count as i32);
-                        let t =
-                            inf.tail
-                                .entry(h.producer_id)
-                                .or_insert((h.producer_epoch, next, 0));
-                        *t = (h.producer_epoch, next, t.2 + 1);
-                        Next::Write(tx)
-                    }
-                }
-            }
-        };
-        let tx = match next {
-            Next::Wait(mut rx) => return wait_inflight(&mut rx, self.id()).await,
-            Next::Done(r) => return Ok(r),
-            Next::Write(tx) => tx,
-        };
-        let result = self.write(RecordBatch(batch)).await;
-        {
-            let mut inf = self
-                .inflight
-                .lock()
-                .expect("invariant: in-flight lock is never poisoned");
-            inf.by_batch.remove(&key);
-            if let Some(t) = inf.tail.get_mut(&h.producer_id) {
-                t.2 -= 1;
-                if t.2 == 0 {
-                    inf.tail.remove(&h.producer_id);
-                }
+                    .entry(h.producer_id)
+                    .or_insert((h.producer_epoch, next, 0));
+                *t = (h.producer_epoch, next, t.2 + 1);
+                Ok(Begin::Write(tx))
             }
         }
-        // Nobody waiting is fine.
-        let _ = tx.send(Some(match &result {
-            Ok(r) => Ok(*r),
-            Err(e) => Err(e.to_string()),
-        }));
-        result
     }
 
     /// Whether this replica, as leader, has confirmed in `term` that its producer table covers

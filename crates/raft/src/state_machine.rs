@@ -12,6 +12,7 @@
 
 use std::fmt::Debug;
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
@@ -20,11 +21,13 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use skein_record::{EntryKind, InternalKind};
+use skein_storage::LogConfig;
 
+use crate::blocking::debug_assert_may_block;
 use crate::error::Result;
 use crate::log_store::{read_meta, write_meta, LogInner, LogShared};
 use crate::types::{
-    decode, encode, LogId, NodeId, RecordBatch, SkeinTypes, SnapshotMeta, StoredMembership,
+    decode, encode, GroupId, LogId, NodeId, RecordBatch, SkeinTypes, SnapshotMeta, StoredMembership,
 };
 
 type StoreError = StorageError<NodeId>;
@@ -87,6 +90,7 @@ pub(crate) fn reposition_log(
     last: LogId,
     next_offset: u64,
 ) -> Result<bool> {
+    debug_assert_may_block("reposition log");
     let log = &inner.log;
     let holds = last.index >= log.first_index()
         && last.index < log.next_index()
@@ -106,8 +110,28 @@ pub(crate) fn reposition_log(
     Ok(true)
 }
 
+/// A group's log, opened, with the applied state and the snapshot file it was loaded from.
+pub(crate) type OpenedReplica<A> = (Arc<LogShared>, AppliedState<A>, Option<SnapshotFile>);
+
+/// Opens the log of group `group` in `dir` and loads its snapshot, on tokio's blocking pool:
+/// opening reads and CRC-checks the whole log, and the snapshot may reposition it.
+pub(crate) async fn open_replica<C: SkeinTypes, A: Applier<C>>(
+    group: GroupId,
+    node: NodeId,
+    dir: &Path,
+    config: LogConfig,
+) -> Result<OpenedReplica<A>> {
+    let dir = dir.to_path_buf();
+    crate::blocking::run("open group replica", move || {
+        let shared = LogShared::open(group, node, &dir, config)?;
+        let (state, snapshot) = load_snapshot::<C, A>(&shared, &mut shared.inner.blocking_lock())?;
+        Ok((shared, state, snapshot))
+    })
+    .await
+}
+
 /// Loads the group's snapshot, if any, and repositions the log for it (see [`reposition_log`]).
-pub(crate) fn load_snapshot<C: SkeinTypes, A: Applier<C>>(
+fn load_snapshot<C: SkeinTypes, A: Applier<C>>(
     shared: &LogShared,
     inner: &mut LogInner,
 ) -> Result<(AppliedState<A>, Option<SnapshotFile>)> {
@@ -170,6 +194,52 @@ impl<C: SkeinTypes, A: Applier<C>> StateMachine<C, A> {
             _types: std::marker::PhantomData,
         }
     }
+
+    /// Another handle on the same state, to move into work on a blocking thread.
+    fn handle(&self) -> Self {
+        StateMachine {
+            shared: self.shared.clone(),
+            state: self.state.clone(),
+            current: self.current.clone(),
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    /// Makes the received snapshot `file` durable and current: writes it, repositions the log
+    /// for it, and replaces the applied state by `app` (whose record offset after its last entry
+    /// is `next_offset`). Blocks on file I/O: run it through [`crate::blocking::run`]. Disk and
+    /// memory change together, so a caller that stops waiting leaves them consistent.
+    fn install_now(&self, file: SnapshotFile, next_offset: u64, mut app: A) -> Result<()> {
+        write_meta(&self.shared.paths.snapshot, &file)?;
+        let meta = &file.meta;
+        if let Some(last) = meta.last_log_id {
+            let mut g = self.shared.inner.blocking_lock();
+            reposition_log(&mut g, &self.shared, last, next_offset)?;
+        }
+        self.shared.reset.notify_waiters();
+        {
+            let mut s = self
+                .state
+                .write()
+                .expect("invariant: state-machine lock is never poisoned");
+            app.keep_settings(&s.app);
+            *s = AppliedState {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                next_offset,
+                app,
+            };
+        }
+        tracing::info!(
+            group = self.shared.group,
+            node = self.shared.node,
+            snapshot = %meta,
+            "installed snapshot"
+        );
+        *self.current.blocking_lock() = Some(file);
+        Ok(())
+    }
+
     /// Moves the log's start offset for an applied log start entry (if any).
     async fn raise_log_start(&self, log_start: Option<u64>) {
         if let Some(offset) = log_start {
@@ -223,14 +293,21 @@ impl<C: SkeinTypes, A: Applier<C>> RaftSnapshotBuilder<C> for SnapshotBuilder<C,
             meta: meta.clone(),
             data: data.clone(),
         };
-        write_meta(&self.shared.paths.snapshot, &file).map_err(snap_err)?;
-        tracing::debug!(
-            group = self.shared.group,
-            node = self.shared.node,
-            snapshot = %meta,
-            "built snapshot"
-        );
-        *self.current.lock().await = Some(file);
+        let (shared, current) = (self.shared.clone(), self.current.clone());
+        // The file and the current snapshot change together, even if this future is dropped.
+        crate::blocking::run("write snapshot", move || {
+            write_meta(&shared.paths.snapshot, &file)?;
+            tracing::debug!(
+                group = shared.group,
+                node = shared.node,
+                snapshot = %file.meta,
+                "built snapshot"
+            );
+            *current.blocking_lock() = Some(file);
+            Ok(())
+        })
+        .await
+        .map_err(snap_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -322,38 +399,19 @@ where
     ) -> std::result::Result<(), StoreError> {
         let data = snapshot.into_inner();
         let body: SnapshotBody = decode("snapshot", &data).map_err(sm_err)?;
-        let mut app = A::decode(&body.app).map_err(sm_err)?;
+        let app = A::decode(&body.app).map_err(sm_err)?;
         let file = SnapshotFile {
             meta: meta.clone(),
             data,
         };
-        write_meta(&self.shared.paths.snapshot, &file).map_err(snap_err)?;
-        if let Some(last) = meta.last_log_id {
-            let mut g = self.shared.inner.lock().await;
-            reposition_log(&mut g, &self.shared, last, body.next_offset).map_err(sm_err)?;
-        }
-        self.shared.reset.notify_waiters();
-        {
-            let mut s = self
-                .state
-                .write()
-                .expect("invariant: state-machine lock is never poisoned");
-            app.keep_settings(&s.app);
-            *s = AppliedState {
-                last_applied: meta.last_log_id,
-                membership: meta.last_membership.clone(),
-                next_offset: body.next_offset,
-                app,
-            };
-        }
-        tracing::info!(
-            group = self.shared.group,
-            node = self.shared.node,
-            snapshot = %meta,
-            "installed snapshot"
-        );
-        *self.current.lock().await = Some(file);
-        Ok(())
+        let sm = self.handle();
+        crate::blocking::run("install snapshot", move || {
+            sm.install_now(file, body.next_offset, app)
+        })
+        .await
+        .map_err(|e| {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
+        })
     }
 
     async fn get_current_snapshot(

@@ -6,9 +6,9 @@ use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
 use skein_storage::LogConfig;
 
-use crate::log_store::{LogShared, LogStore};
+use crate::log_store::LogStore;
 use crate::partition::ProducerTable;
-use crate::state_machine::{load_snapshot, StateMachine};
+use crate::state_machine::{open_replica, StateMachine};
 use crate::types::{NodeId, PartitionTypes};
 
 struct Builder;
@@ -19,11 +19,10 @@ type Sm = StateMachine<PartitionTypes, ProducerTable>;
 impl StoreBuilder<PartitionTypes, Ls, Sm, tempfile::TempDir> for Builder {
     async fn build(&self) -> Result<(tempfile::TempDir, Ls, Sm), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let shared = LogShared::open(1, 0, dir.path(), LogConfig::default()).expect("open log");
-        let (state, snap) = {
-            let mut g = shared.inner.lock().await;
-            load_snapshot(&shared, &mut g).expect("load snapshot")
-        };
+        let (shared, state, snap) =
+            open_replica::<PartitionTypes, ProducerTable>(1, 0, dir.path(), LogConfig::default())
+                .await
+                .expect("open log and load snapshot");
         let ls = LogStore::new_for_suite(shared.clone(), 1 << 20);
         let sm = StateMachine::new(shared, Arc::new(RwLock::new(state)), snap);
         Ok((dir, ls, sm))

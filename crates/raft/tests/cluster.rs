@@ -307,6 +307,50 @@ async fn retried_idempotent_batch_is_not_appended_twice_even_after_leader_change
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_dropped_mid_flight_leaves_nothing_behind_and_its_retry_succeeds() {
+    use std::future::Future as _;
+    use std::task::Poll;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = cluster(dir.path(), log_config()).await;
+    let l = leader(&nodes, &[0, 1, 2], WAIT).await;
+    let p = nodes[l].partition();
+    p.produce(idempotent_batch(9, 0, 0, 2))
+        .await
+        .expect("first batch");
+    {
+        // Started (handed to Raft on its first poll), then dropped, as a request timeout or a
+        // closed connection drops it.
+        let mut w = Box::pin(p.produce(idempotent_batch(9, 0, 2, 3)));
+        let first = std::future::poll_fn(|cx| Poll::Ready(w.as_mut().poll(cx))).await;
+        assert!(
+            first.is_pending(),
+            "a replicated write cannot finish on its first poll"
+        );
+    }
+    let retry = p
+        .produce(idempotent_batch(9, 0, 2, 3))
+        .await
+        .expect("the retry of a dropped write succeeds");
+    let next = p
+        .produce(idempotent_batch(9, 0, 5, 1))
+        .await
+        .expect("the producer's sequence goes on");
+    assert!(!next.duplicate);
+    assert_eq!(next.base_offset, retry.base_offset + 3);
+    let records: u32 = log_summary(&nodes[l])
+        .await
+        .iter()
+        .filter(|e| e.5 == 0)
+        .map(|e| e.4)
+        .sum();
+    assert_eq!(records, 6, "the dropped batch is in the log once");
+    drop(p);
+    for n in &mut nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_vote_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = cluster(dir.path(), log_config()).await;

@@ -424,6 +424,35 @@ impl PartitionLog {
         &self.config
     }
 
+    /// Replaces the configuration of the open log, after [`LogConfig::validate`]; an invalid
+    /// `config` is refused and the old one stays. Every setting may change; each applies from
+    /// the next decision that reads it, and nothing already written is rewritten:
+    /// - `segment_bytes_max`, `segment_age_max`: the next append's roll decision (an active
+    ///   segment already beyond a lowered limit is sealed on the next append) and the growth
+    ///   steps of the active segment's file (`preallocate`, `preallocate_step_bytes` too);
+    /// - `batch_bytes_max`: the next append;
+    /// - `flush`: when it changes, everything pending is fsynced first under the old policy's
+    ///   promise (a switch to `Never` or a slower group commit strands nothing), then the new
+    ///   policy decides the following flushes;
+    /// - `retention`: the next [`PartitionLog::retention_point`];
+    /// - `index_interval_bytes`: the next index entries; `verify_on_open`: the next open.
+    ///
+    /// The fsync can fail like [`PartitionLog::flush`]: it poisons the log.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
+        self.check_poisoned()?;
+        config.validate()?;
+        if config.flush != self.config.flush {
+            self.flush()?;
+        }
+        let (growth, interval) = (Growth::of(&config), u64::from(config.index_interval_bytes));
+        for seg in &mut self.segments {
+            seg.reconfigure(growth, interval);
+        }
+        tracing::info!(dir = %self.dir.display(), ?config, "log configuration changed");
+        self.config = config;
+        Ok(())
+    }
+
     /// First offset a reader may ask for.
     pub fn log_start_offset(&self) -> u64 {
         self.log_start_offset
@@ -1090,5 +1119,253 @@ mod tests {
         let err = std::io::Error::from_raw_os_error(libc::EIO);
         assert!(log.complete_flush(ticket, Err(err)).is_err());
         assert!(log.is_poisoned());
+    }
+
+    /// A batch of one record whose value is `value_len` bytes.
+    fn sized_batch(value_len: usize) -> Bytes {
+        let mut b = BatchBuilder::new(1);
+        b.push(1, None, Some(&vec![b'v'; value_len]), &[]);
+        b.finish()
+    }
+
+    /// A small log that never flushes on its own and never preallocates.
+    fn live_config() -> LogConfig {
+        LogConfig {
+            segment_bytes_max: 64 << 10,
+            batch_bytes_max: 4096,
+            flush: FlushPolicy::Never,
+            preallocate: false,
+            preallocate_step_bytes: 64 << 10,
+            retention: Retention::default(),
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_lowered_segment_size_seals_an_active_segment_already_beyond_it_on_the_next_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = live_config();
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        for _ in 0..4 {
+            log.append(&sized_batch(2000)).expect("append");
+        }
+        assert_eq!(log.segment_count(), 1);
+        assert!(log.size_bytes() > 4096);
+        let lowered = LogConfig {
+            segment_bytes_max: 4096,
+            ..config.clone()
+        };
+        log.set_config(lowered).expect("lower segment.bytes");
+        log.append(&sized_batch(10))
+            .expect("append beyond the lowered limit");
+        assert_eq!(log.segment_count(), 2, "the oversized segment was sealed");
+        for _ in 0..4 {
+            log.append(&sized_batch(2000)).expect("append");
+        }
+        // The small batch and one large one share a segment; two large ones (over 2 KiB each)
+        // never fit in 4 KiB, so each later one starts a segment.
+        assert_eq!(log.segment_count(), 5, "new segments roll at the new limit");
+        log.set_config(config).expect("raise segment.bytes");
+        for _ in 0..8 {
+            log.append(&sized_batch(2000)).expect("append");
+        }
+        assert_eq!(log.segment_count(), 5, "no roll below the raised limit");
+    }
+
+    #[test]
+    fn a_lowered_segment_size_caps_the_growth_steps_of_the_active_file() {
+        let len_after_one_append = |lower: bool| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut log = PartitionLog::open(dir.path(), live_config()).expect("open");
+            if lower {
+                let c = LogConfig {
+                    segment_bytes_max: 16 << 10,
+                    ..live_config()
+                };
+                log.set_config(c).expect("lower segment.bytes");
+            }
+            log.append(&one_batch()).expect("append");
+            let path = dir.path().join(segment::file_name(0, "log"));
+            std::fs::metadata(path).expect("stat segment").len()
+        };
+        assert_eq!(len_after_one_append(false), 64 << 10);
+        assert_eq!(len_after_one_append(true), 16 << 10);
+    }
+
+    #[test]
+    fn a_lowered_segment_age_seals_the_active_segment_on_the_next_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = Arc::new(std::sync::atomic::AtomicI64::new(1_000_000));
+        let clock: Clock = {
+            let now = now.clone();
+            Arc::new(move || now.load(std::sync::atomic::Ordering::SeqCst))
+        };
+        let config = LogConfig {
+            segment_age_max: Some(std::time::Duration::from_secs(3600)),
+            ..live_config()
+        };
+        let mut log =
+            PartitionLog::open_with_clock(dir.path(), config.clone(), clock).expect("open");
+        log.append(&one_batch()).expect("append");
+        now.fetch_add(10_000, std::sync::atomic::Ordering::SeqCst);
+        log.append(&one_batch()).expect("append");
+        assert_eq!(log.segment_count(), 1, "10 s is younger than segment.ms");
+        let lowered = LogConfig {
+            segment_age_max: Some(std::time::Duration::from_secs(5)),
+            ..config
+        };
+        log.set_config(lowered).expect("lower segment.ms");
+        log.append(&one_batch()).expect("append");
+        assert_eq!(
+            log.segment_count(),
+            2,
+            "10 s is older than the new segment.ms"
+        );
+    }
+
+    #[test]
+    fn a_lowered_batch_max_refuses_the_next_append_and_a_raised_one_accepts_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = live_config();
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        let batch = sized_batch(2000);
+        log.append(&batch).expect("accepted under 4096");
+        let lowered = LogConfig {
+            batch_bytes_max: 1024,
+            ..config.clone()
+        };
+        log.set_config(lowered).expect("lower max.batch.bytes");
+        assert!(matches!(
+            log.append(&batch),
+            Err(StorageError::BatchTooLarge { max: 1024, .. })
+        ));
+        assert_eq!(
+            log.next_index(),
+            1,
+            "a refused batch leaves the log unchanged"
+        );
+        log.set_config(config).expect("raise max.batch.bytes");
+        log.append(&batch).expect("accepted again");
+    }
+
+    fn group_commit(interval: std::time::Duration, bytes: u64) -> LogConfig {
+        LogConfig {
+            flush: FlushPolicy::GroupCommit { interval, bytes },
+            ..live_config()
+        }
+    }
+
+    #[test]
+    fn switching_to_every_batch_flushes_what_is_pending_and_then_every_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hour = std::time::Duration::from_secs(3600);
+        let config = group_commit(hour, 1 << 30);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        log.append(&one_batch()).expect("append");
+        log.append(&one_batch()).expect("append");
+        assert_eq!(
+            log.flushed_offset(),
+            0,
+            "group commit waits for its interval"
+        );
+        let every = LogConfig {
+            flush: FlushPolicy::EveryBatch,
+            ..config
+        };
+        log.set_config(every).expect("switch to every batch");
+        assert_eq!(log.flushed_offset(), 2, "the pending batches were flushed");
+        assert!(log.flush_deadline().is_none());
+        log.append(&one_batch()).expect("append");
+        assert_eq!(
+            log.flushed_offset(),
+            3,
+            "each later batch is flushed at once"
+        );
+    }
+
+    #[test]
+    fn switching_to_never_flushes_what_is_pending_and_schedules_nothing_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = group_commit(std::time::Duration::from_secs(3600), 1 << 30);
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        log.append(&one_batch()).expect("append");
+        let never = LogConfig {
+            flush: FlushPolicy::Never,
+            ..config
+        };
+        log.set_config(never).expect("switch to never");
+        assert_eq!(
+            log.flushed_offset(),
+            1,
+            "appended under group commit, kept its promise"
+        );
+        log.append(&one_batch()).expect("append");
+        assert_eq!(log.flushed_offset(), 1);
+        assert!(log.flush_deadline().is_none());
+    }
+
+    #[test]
+    fn a_changed_group_commit_interval_or_bytes_sets_the_next_flush_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hour = std::time::Duration::from_secs(3600);
+        let mut log = PartitionLog::open(dir.path(), group_commit(hour, 1 << 30)).expect("open");
+        log.append(&one_batch()).expect("append");
+        let soon = Instant::now() + hour / 2;
+        assert!(log.flush_deadline().expect("pending") > soon);
+
+        log.set_config(group_commit(hour, 1))
+            .expect("lower flush.bytes");
+        log.append(&one_batch()).expect("append");
+        let due = log.flush_deadline().expect("pending");
+        assert!(due <= Instant::now(), "one batch reaches flush.bytes");
+        assert!(log.flush_if_due(Instant::now()).expect("flush"));
+
+        let ms = std::time::Duration::from_millis(10);
+        log.set_config(group_commit(ms, 1 << 30))
+            .expect("lower flush.interval.ms");
+        log.append(&one_batch()).expect("append");
+        let due = log.flush_deadline().expect("pending");
+        assert!(due <= Instant::now() + ms, "due within the new interval");
+    }
+
+    #[test]
+    fn a_changed_retention_applies_to_the_next_retention_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = LogConfig {
+            segment_bytes_max: 4096,
+            ..live_config()
+        };
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        for _ in 0..8 {
+            log.append(&sized_batch(2000)).expect("append");
+        }
+        assert!(log.segment_count() > 2);
+        assert_eq!(log.apply_retention().expect("retention"), 0, "none set");
+        let bounded = LogConfig {
+            retention: Retention {
+                time: None,
+                bytes: Some(4096),
+            },
+            ..config
+        };
+        log.set_config(bounded).expect("set retention.bytes");
+        assert!(log.apply_retention().expect("retention") > 0);
+        assert!(log.size_bytes() <= 4096 + 4096);
+    }
+
+    #[test]
+    fn an_invalid_config_is_refused_and_the_old_one_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = live_config();
+        let mut log = PartitionLog::open(dir.path(), config.clone()).expect("open");
+        let bad = LogConfig {
+            segment_bytes_max: 1024,
+            ..config.clone()
+        };
+        assert!(matches!(
+            log.set_config(bad),
+            Err(StorageError::InvalidConfig(_))
+        ));
+        assert_eq!(log.config(), &config);
     }
 }

@@ -638,6 +638,14 @@ impl Segment {
         Ok(())
     }
 
+    /// Takes a changed log configuration's growth steps and index interval. They apply from the
+    /// next append on (a sealed segment uses them if a truncation makes it active again); bytes
+    /// already written, the file's current length and index entries already taken stay.
+    pub fn reconfigure(&mut self, growth: Growth, index_interval: u64) {
+        self.growth = growth;
+        self.index_interval = index_interval;
+    }
+
     /// Makes a sealed segment the active one again (after a truncation reached into it). Its
     /// file holds exactly its data; the next append grows it.
     pub fn unseal(&mut self) {
