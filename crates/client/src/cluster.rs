@@ -73,6 +73,9 @@ pub struct ClusterMetadata {
     pub nodes: Vec<NodeDescription>,
     /// Topics, sorted by name.
     pub topics: Vec<TopicDescription>,
+    /// The largest request the answering broker accepts (its `limits.request_bytes_max`);
+    /// `None` from a broker that does not say.
+    pub request_bytes_max: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +86,9 @@ struct MetadataCache {
     topics: FxHashMap<String, Arc<TopicDescription>>,
     /// Topics whose leaders are known to be stale (a NOT_LEADER without hint, a dead broker).
     stale: FxHashSet<String>,
+    /// Each broker's request limit, by the address that answered its metadata request; a
+    /// broker that does not advertise one is absent.
+    request_limits: HashMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -147,23 +153,29 @@ impl Client {
             topics: topics.to_vec(),
         };
         let timeout = self.config().request_timeout;
-        let response = self
+        let (response, addr) = self
             .call_any("metadata", |channel, addr| {
                 let request = request.clone();
                 async move {
                     let mut client = MetadataServiceClient::new(channel);
-                    timed("metadata", &addr, timeout, client.metadata(request)).await
+                    let response = timed("metadata", &addr, timeout, client.metadata(request));
+                    Ok((response.await?, addr))
                 }
             })
             .await?;
         let meta = convert_metadata(response);
-        self.update_cache(&meta, topics);
+        self.update_cache(&meta, topics, addr);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         Ok(meta)
     }
 
-    fn update_cache(&self, meta: &ClusterMetadata, asked: &[String]) {
+    /// Takes `meta`, as answered by the broker at `addr`, into the cache.
+    fn update_cache(&self, meta: &ClusterMetadata, asked: &[String], addr: String) {
         let mut cache = write_lock(&self.inner.metadata);
+        match meta.request_bytes_max {
+            Some(limit) => cache.request_limits.insert(addr, limit),
+            None => cache.request_limits.remove(&addr),
+        };
         if !meta.nodes.is_empty() {
             cache.nodes = meta.nodes.iter().map(|n| (n.node_id, n.clone())).collect();
         }
@@ -192,6 +204,17 @@ impl Client {
             }
         }
         self.fetch_metadata(&[topic.to_string()]).await.map(|_| ())
+    }
+
+    /// The smallest request limit advertised by the brokers that answered metadata requests;
+    /// `None` until one has (or when none advertises a limit). Requests go to many brokers and
+    /// a cluster's nodes normally share their limits, so the smallest one holds for all.
+    pub(crate) fn broker_request_bytes_max(&self) -> Option<usize> {
+        read_lock(&self.inner.metadata)
+            .request_limits
+            .values()
+            .min()
+            .map(|&l| usize::try_from(l).unwrap_or(usize::MAX))
     }
 
     /// The topic's metadata, from the cache or, when missing or stale, from a broker.
@@ -552,6 +575,7 @@ fn convert_metadata(r: pb::MetadataResponse) -> ClusterMetadata {
         controller_id: (r.controller_id != 0).then_some(r.controller_id),
         nodes,
         topics,
+        request_bytes_max: (r.request_bytes_max != 0).then_some(r.request_bytes_max),
     }
 }
 
@@ -660,8 +684,13 @@ mod tests {
             topics: vec![topic_info("t", &[1, 0]), missing],
             controller_id: 0,
             cluster_id: "c".into(),
+            request_bytes_max: 0,
         });
         assert_eq!(meta.controller_id, None);
+        assert_eq!(
+            meta.request_bytes_max, None,
+            "0 means the broker does not say"
+        );
         assert_eq!(meta.nodes[0].node_id, 1);
         assert_eq!(meta.topics.len(), 1);
         let t = &meta.topics[0];
@@ -683,8 +712,9 @@ mod tests {
             topics: vec![topic_info("t", &[1, 1])],
             controller_id: 1,
             cluster_id: "c".into(),
+            request_bytes_max: 0,
         });
-        client.update_cache(&meta, &[]);
+        client.update_cache(&meta, &[], "a:1".into());
         let tp = TopicPartition::new("t", 1);
         assert_eq!(client.leader(&tp).await.expect("cached"), (1, "a:1".into()));
         client.on_error(
@@ -706,5 +736,30 @@ mod tests {
             .await
             .expect_err("no partition 9");
         assert!(matches!(e, ClientError::UnknownTopicOrPartition { .. }));
+    }
+
+    #[test]
+    fn the_smallest_advertised_request_limit_holds() {
+        let client = Client::new(ClientConfig::new("127.0.0.1:1")).expect("valid");
+        let answer = |limit: u64| ClusterMetadata {
+            request_bytes_max: (limit != 0).then_some(limit),
+            ..ClusterMetadata::default()
+        };
+        assert_eq!(client.broker_request_bytes_max(), None, "no metadata yet");
+        client.update_cache(&answer(0), &[], "old:1".into());
+        assert_eq!(
+            client.broker_request_bytes_max(),
+            None,
+            "an old broker says nothing"
+        );
+        client.update_cache(&answer(16 << 20), &[], "a:1".into());
+        client.update_cache(&answer(2 << 20), &[], "b:1".into());
+        assert_eq!(client.broker_request_bytes_max(), Some(2 << 20));
+        // Broker b raised its limit (restarted with another configuration).
+        client.update_cache(&answer(32 << 20), &[], "b:1".into());
+        assert_eq!(client.broker_request_bytes_max(), Some(16 << 20));
+        // Broker a was replaced by one that does not advertise a limit.
+        client.update_cache(&answer(0), &[], "a:1".into());
+        assert_eq!(client.broker_request_bytes_max(), Some(32 << 20));
     }
 }

@@ -190,7 +190,7 @@ impl fmt::Display for Compression {
 }
 
 /// Default of [`ProducerConfig::request_bytes_max`]: half the broker's default limit on a
-/// request (16 MiB), leaving room for the request's framing and a broker limit set lower.
+/// request (16 MiB). A broker that advertises a lower limit lowers it further.
 pub const REQUEST_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
 
 /// How a [`crate::Producer`] batches, compresses and acknowledges.
@@ -211,9 +211,15 @@ pub struct ProducerConfig {
     pub buffer_bytes_max: usize,
     /// Limit on one produce request to one broker: its batches' bytes plus the framing of
     /// each partition and batch (what the broker's gRPC decoder counts). Partitions led by the
-    /// same broker share requests up to this size; more go in further requests. Keep it below
-    /// the broker's `limits.request_bytes_max` (16 MiB by default), which refuses larger
-    /// requests. At least `batch_bytes_max`; a single record larger than that is sent alone.
+    /// same broker share requests up to this size; more go in further requests. At least
+    /// `batch_bytes_max`; a single record larger than that is sent alone.
+    ///
+    /// Brokers advertise their own limit (`limits.request_bytes_max`, 16 MiB by default) in
+    /// their metadata answers, and the producer uses the smaller of this and the smallest
+    /// advertised limit less headroom (a sixteenth of it, at most 64 KiB), so a value above
+    /// the brokers' limit is harmless. Only a broker that does not advertise its limit (an
+    /// older version) relies on this value alone; a request it refuses fails its records with
+    /// [`crate::ClientError::RequestTooLarge`].
     pub request_bytes_max: usize,
     /// Idempotence: the producer gets a producer id and stamps sequence numbers, so retries
     /// never write a record twice. On by default.

@@ -15,6 +15,10 @@ pub const ERROR_CODE_KEY: &str = "skein-error-code";
 pub const LEADER_ID_KEY: &str = "skein-leader-id";
 /// Metadata key carrying the leader's advertised client address on a NOT_LEADER failure.
 pub const LEADER_ADDR_KEY: &str = "skein-leader-addr";
+/// Metadata key carrying the refused request's size in bytes on a REQUEST_TOO_LARGE failure.
+pub const REQUEST_BYTES_KEY: &str = "skein-request-bytes";
+/// Metadata key carrying the broker's `limits.request_bytes_max` on a REQUEST_TOO_LARGE failure.
+pub const REQUEST_BYTES_MAX_KEY: &str = "skein-request-bytes-max";
 
 /// Where the leader of a partition is, as named by a broker that is not the leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +188,24 @@ pub enum ClientError {
         max: usize,
     },
 
+    /// The broker refused a request larger than its `limits.request_bytes_max`, before reading
+    /// it: nothing of it was written. The producer keeps its requests below the limit a broker
+    /// advertises in its metadata; this happens with a broker that does not advertise one, or
+    /// with a single batch larger than the limit.
+    #[error(
+        "{what}: request of {size} bytes is larger than the broker's limit of {max} bytes \
+         (its limits.request_bytes_max); set the producer's request_bytes_max and \
+         batch_bytes_max below {max}, send smaller records, or raise the broker's limit"
+    )]
+    RequestTooLarge {
+        /// The call concerned.
+        what: String,
+        /// The request's size as the broker counted it (its protobuf message).
+        size: usize,
+        /// The broker's limit.
+        max: usize,
+    },
+
     /// The producer was closed, or its background task stopped.
     #[error("the producer is closed; create a new one")]
     ProducerClosed,
@@ -241,8 +263,9 @@ fn code_advice(code: ErrorCode) -> &'static str {
         }
         ErrorCode::OffsetOutOfRange => "; seek to the beginning or the end instead",
         ErrorCode::CorruptBatch => "; the batch failed its CRC check on the way, retry",
-        ErrorCode::BatchTooLarge | ErrorCode::RequestTooLarge => {
-            "; lower the producer's batch_bytes_max or send smaller records"
+        ErrorCode::BatchTooLarge => "; lower the producer's batch_bytes_max or send smaller records",
+        ErrorCode::RequestTooLarge => {
+            "; lower the producer's request_bytes_max and batch_bytes_max or send smaller records"
         }
         ErrorCode::InvalidReplicationFactor => {
             "; the replication factor cannot exceed the number of nodes (see `skein cluster status`)"
@@ -293,6 +316,7 @@ impl ClientError {
             ClientError::UnknownTopicOrPartition { .. } => Some(ErrorCode::UnknownTopicOrPartition),
             ClientError::TopicAlreadyExists { .. } => Some(ErrorCode::TopicAlreadyExists),
             ClientError::OffsetOutOfRange { .. } => Some(ErrorCode::OffsetOutOfRange),
+            ClientError::RequestTooLarge { .. } => Some(ErrorCode::RequestTooLarge),
             ClientError::Broker { code, .. } => Some(*code),
             ClientError::InvalidConfig { .. }
             | ClientError::NoBrokerReachable { .. }
@@ -331,6 +355,7 @@ impl ClientError {
             | ClientError::OffsetOutOfRange { .. }
             | ClientError::CorruptResponse { .. }
             | ClientError::RecordTooLarge { .. }
+            | ClientError::RequestTooLarge { .. }
             | ClientError::ProducerClosed
             | ClientError::ConsumerClosed
             | ClientError::NotAssigned { .. }
@@ -375,6 +400,9 @@ impl ClientError {
 
     /// Maps a failed gRPC call to a client error. `addr` is the broker that was called.
     pub fn from_status(what: &str, addr: &str, status: &tonic::Status) -> ClientError {
+        if let Some(e) = request_too_large(what, status) {
+            return e;
+        }
         let meta = status.metadata();
         let code = meta
             .get(ERROR_CODE_KEY)
@@ -421,6 +449,36 @@ impl ClientError {
             },
         }
     }
+}
+
+/// A refusal of an oversized request: the broker's REQUEST_TOO_LARGE with both sizes in the
+/// metadata, or (from a broker that does not map it) tonic's own OUT_OF_RANGE "Error, decoded
+/// message length too large: found N bytes, the limit is: M bytes".
+fn request_too_large(what: &str, status: &tonic::Status) -> Option<ClientError> {
+    let meta = status.metadata();
+    let number = |key: &str| {
+        meta.get(key)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<usize>().ok())
+    };
+    let coded = number(ERROR_CODE_KEY) == Some(ErrorCode::RequestTooLarge as usize);
+    let (size, max) = if coded {
+        (number(REQUEST_BYTES_KEY)?, number(REQUEST_BYTES_MAX_KEY)?)
+    } else if status.code() == tonic::Code::OutOfRange && meta.get(ERROR_CODE_KEY).is_none() {
+        let rest = status
+            .message()
+            .strip_prefix("Error, decoded message length too large: found ")?;
+        let (size, rest) = rest.split_once(" bytes, the limit is: ")?;
+        let max = rest.strip_suffix(" bytes")?;
+        (size.parse().ok()?, max.parse().ok()?)
+    } else {
+        return None;
+    };
+    Some(ClientError::RequestTooLarge {
+        what: what.to_string(),
+        size,
+        max,
+    })
 }
 
 fn is_transport_failure(status: &tonic::Status) -> bool {
@@ -592,6 +650,75 @@ mod tests {
             }
         ));
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn an_oversized_request_is_a_typed_error_that_names_both_limits() {
+        // A broker that maps the refusal: REQUEST_TOO_LARGE with both sizes in the metadata.
+        let mut coded = tonic::Status::resource_exhausted("request of 3145828 bytes is larger");
+        for (k, v) in [
+            (ERROR_CODE_KEY, "17"),
+            (REQUEST_BYTES_KEY, "3145828"),
+            (REQUEST_BYTES_MAX_KEY, "2097152"),
+        ] {
+            coded.metadata_mut().insert(k, v.parse().expect("ascii"));
+        }
+        // An older broker: tonic's own refusal, OUT_OF_RANGE without a Skein code.
+        let raw = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 3145828 bytes, the limit is: \
+             2097152 bytes",
+        );
+        for status in [coded, raw] {
+            let e = ClientError::from_status("produce", "a:1", &status);
+            match &e {
+                ClientError::RequestTooLarge { what, size, max } => {
+                    assert_eq!(
+                        (what.as_str(), *size, *max),
+                        ("produce", 3_145_828, 2_097_152)
+                    );
+                }
+                other => panic!("unexpected {other:?} from {status:?}"),
+            }
+            assert_eq!(e.code(), Some(ErrorCode::RequestTooLarge));
+            assert!(!e.is_retryable(), "the same request is refused again");
+            assert!(!e.needs_metadata_refresh());
+            let text = e.to_string();
+            assert!(
+                text.contains("request_bytes_max and batch_bytes_max below 2097152"),
+                "{text}"
+            );
+        }
+        // The code without the sizes is still the broker's code.
+        let e = ClientError::from_status("produce", "a:1", &status_with("17", None));
+        assert!(
+            matches!(
+                e,
+                ClientError::Broker {
+                    code: ErrorCode::RequestTooLarge,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("request_bytes_max"), "{e}");
+        // Other OUT_OF_RANGE answers keep their meaning.
+        let mut offset = tonic::Status::out_of_range("offset 9 is past the end 5");
+        offset
+            .metadata_mut()
+            .insert(ERROR_CODE_KEY, "4".parse().expect("ascii"));
+        let e = ClientError::from_status("fetch", "a:1", &offset);
+        assert!(matches!(e, ClientError::OffsetOutOfRange { .. }), "{e:?}");
+        let e = ClientError::from_status("t", "a:1", &tonic::Status::out_of_range("other"));
+        assert!(
+            matches!(
+                e,
+                ClientError::Rpc {
+                    code: tonic::Code::OutOfRange,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -21,8 +21,11 @@
 //! - **Bounded memory**: the producer's buffer is limited by
 //!   [`ProducerConfig::buffer_bytes_max`]; `send` waits for space instead of growing.
 //! - **Requests within limits**: a produce request never exceeds
-//!   [`ProducerConfig::request_bytes_max`] (below the broker's own limit by default); batches of
-//!   partitions led by one broker are split over as many requests as that takes.
+//!   [`ProducerConfig::request_bytes_max`], nor the request limit the brokers advertise in their
+//!   metadata (less headroom); batches of partitions led by one broker are split over as many
+//!   requests as that takes. A request a broker still refuses (an older broker that does not
+//!   advertise its limit, or one record larger than it) is a
+//!   [`ClientError::RequestTooLarge`] that names both sizes.
 //! - **Positions like Kafka's**: a [`GroupConsumer`] commits the position (the next record to
 //!   hand out) of every assigned partition, also of one where nothing arrived, so a later member
 //!   starts there; without a commit it starts as [`GroupConsumerConfig::auto_offset_reset`] says.

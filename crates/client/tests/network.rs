@@ -514,17 +514,21 @@ async fn dropping_the_producer_still_delivers_buffered_records() {
 }
 
 /// Sends `partitions * per_partition` records of 300 bytes, keyed across `partitions`
-/// partitions of one fake node that refuses produce requests over 256 KiB, through a producer
-/// with `request_bytes_max` and a 1 MiB buffer (backpressure: the records are ~3x that), and
-/// returns (acknowledged, failed, the largest request's batch bytes).
+/// partitions of one fake node that refuses produce requests over 256 KiB (and says so in its
+/// metadata when `advertised`), through a producer with `request_bytes_max` and a 1 MiB buffer
+/// (backpressure: the records are ~3x that), and returns (acknowledged, the failures, the
+/// largest request's batch bytes).
 async fn produce_under_a_request_limit(
     request_bytes_max: usize,
     per_partition: usize,
-) -> (usize, usize, usize) {
+    advertised: bool,
+) -> (usize, Vec<ClientError>, usize) {
     const PARTITIONS: u32 = 24;
-    const BROKER_LIMIT: usize = 256 * 1024;
     let cluster = FakeCluster::default();
     cluster.set_request_bytes_max(BROKER_LIMIT);
+    if advertised {
+        cluster.advertise_request_bytes_max();
+    }
     let addr = cluster.start_node(1).await;
     cluster.create_topic("wide", &[1; PARTITIONS as usize]);
     let producer = Producer::new(
@@ -549,37 +553,62 @@ async fn produce_under_a_request_limit(
         deliveries.push(producer.send(record).await.expect("accepted"));
     }
     producer.flush().await.expect("flushed");
-    let (mut ok, mut failed) = (0, 0);
+    let (mut ok, mut failed) = (0, Vec::new());
     for d in deliveries {
         match d.await {
             Ok(_) => ok += 1,
-            Err(_) => failed += 1,
+            Err(e) => failed.push(e),
         }
     }
     (ok, failed, cluster.counters(1).produce_request_bytes_max)
 }
 
+/// The fake node's limit on a produce request in [`produce_under_a_request_limit`].
+const BROKER_LIMIT: usize = 256 * 1024;
+
 #[tokio::test]
 async fn many_partitions_under_backpressure_fail_no_record_within_the_request_limit() {
     let max = 128 * 1024;
     // ~3 MB of records through a 1 MiB buffer into 24 partitions.
-    let (ok, failed, largest) = produce_under_a_request_limit(max, 400).await;
-    assert_eq!((ok, failed), (24 * 400, 0), "every record acknowledged");
+    let (ok, failed, largest) = produce_under_a_request_limit(max, 400, false).await;
+    assert_eq!(
+        (ok, failed.len()),
+        (24 * 400, 0),
+        "every record acknowledged"
+    );
     assert!(largest <= max, "a request of {largest} batch bytes > {max}");
 }
 
 #[tokio::test]
 async fn request_bytes_max_decides_what_the_broker_accepts() {
     // 24 partitions x ~30 KB drained by one flush: one request of ~700 KB with a limit above
-    // the broker's 256 KiB, which refuses it; a limit below it splits the same records.
-    let (ok, failed, _) = produce_under_a_request_limit(1024 * 1024, 100).await;
+    // the broker's 256 KiB, which a broker that does not advertise its limit refuses; a limit
+    // below it splits the same records.
+    let (ok, failed, _) = produce_under_a_request_limit(1024 * 1024, 100, false).await;
     assert!(
-        failed > 0,
+        !failed.is_empty(),
         "the broker refused the oversized request ({ok} ok)"
     );
-    let (ok, failed, largest) = produce_under_a_request_limit(200 * 1024, 100).await;
-    assert_eq!((ok, failed), (2400, 0));
+    for e in &failed {
+        // A typed error naming the broker's limit, not a raw gRPC status.
+        assert!(
+            matches!(e, ClientError::RequestTooLarge { size, max, .. } if *max == BROKER_LIMIT && *size > *max),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("request_bytes_max"), "{e}");
+    }
+    let (ok, failed, largest) = produce_under_a_request_limit(200 * 1024, 100, false).await;
+    assert_eq!((ok, failed.len()), (2400, 0));
     assert!(largest <= 200 * 1024, "{largest}");
+}
+
+#[tokio::test]
+async fn an_advertised_broker_limit_caps_a_larger_request_bytes_max() {
+    // The same records and configuration that the broker refuses above: a broker that
+    // advertises its limit gets requests below it, and no record fails.
+    let (ok, failed, largest) = produce_under_a_request_limit(1024 * 1024, 100, true).await;
+    assert_eq!((ok, failed.len()), (2400, 0), "{:?}", failed.first());
+    assert!(largest <= BROKER_LIMIT, "{largest} > {BROKER_LIMIT}");
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, Result};
 use crate::metrics::{Metrics, PartitionGauge};
+use crate::supervise::DownReplicas;
 use crate::topics::topic_log_config;
 
 /// A local partition replica and where it belongs.
@@ -32,6 +33,8 @@ pub struct LocalReplica {
     pub group: Arc<PartitionGroup>,
     /// Its directory.
     pub dir: PathBuf,
+    /// The log settings last applied to it (the topic's configuration over the defaults).
+    pub log: LogConfig,
 }
 
 /// What a client request resolves a partition to.
@@ -64,6 +67,27 @@ pub struct Broker {
     channels: Mutex<HashMap<String, Channel>>,
     /// Consumer-group coordination for the offsets partitions this node leads.
     pub(crate) coordinator: crate::groups::Coordinator,
+    /// Replicas out of service (stopped on a fatal error or failed to open), reopened with
+    /// backoff by the reconciler.
+    down: DownReplicas,
+}
+
+/// What the metadata asks of this node for one partition group.
+struct Wanted {
+    topic: String,
+    partition: u32,
+    replicas: Vec<NodeId>,
+    log: LogConfig,
+}
+
+/// Why a Raft group stopped, if it did (a storage error, a panic, or a shutdown).
+fn stopped_reason<C: skein_raft::openraft::RaftTypeConfig>(
+    raft: &skein_raft::openraft::Raft<C>,
+) -> Option<String> {
+    match &raft.metrics().borrow().running_state {
+        Ok(()) => None,
+        Err(fatal) => Some(fatal.to_string()),
+    }
 }
 
 /// Directory of the metadata group.
@@ -133,6 +157,7 @@ impl Broker {
             stopping: AtomicBool::new(false),
             channels: Mutex::new(HashMap::new()),
             coordinator: crate::groups::Coordinator::default(),
+            down: DownReplicas::default(),
         }))
     }
 
@@ -176,7 +201,12 @@ impl Broker {
         if !self.reconciled.load(Ordering::Acquire) {
             return Some("local replicas are being opened".into());
         }
-        None
+        if let Some(why) = stopped_reason(self.meta.raft()) {
+            return Some(format!(
+                "the metadata group's replica stopped ({why}); restart the node"
+            ));
+        }
+        self.down.summary()
     }
 
     /// The advertised client address of a node, from the metadata.
@@ -232,6 +262,13 @@ impl Broker {
             .get(&a.group)
             .map(|(n, _)| *n)
             .or_else(|| a.replicas.first().copied());
+        if let Some(why) = self.down.reason(a.group) {
+            if leader.is_none_or(|l| l == self.node_id()) {
+                return Err(NodeError::LeaderNotAvailable {
+                    what: format!("{topic}/{partition} (this node's replica is down: {why})"),
+                });
+            }
+        }
         Ok(Route::Remote {
             leader: leader.and_then(|id| meta.nodes.get(&id).map(|n| (id, n.client_addr.clone()))),
         })
@@ -507,18 +544,51 @@ impl Broker {
 
     async fn reconcile(self: &Arc<Self>) -> Result<()> {
         let meta = self.metadata();
+        let wanted = self.wanted(&meta);
+        self.remove_gone(&wanted).await;
+        self.retire_stopped().await;
+        self.down.retain(|g| wanted.contains_key(&g));
+        let now = std::time::Instant::now();
+        for (gid, w) in wanted {
+            if !self.down.may_open(gid, now) {
+                continue;
+            }
+            match self.ensure_replica(gid, &w).await {
+                Ok(replica) => {
+                    self.down.clear(gid);
+                    self.form_group(&replica, &w, &meta).await;
+                }
+                Err(e) => self.mark_down(gid, &w.topic, w.partition, e.to_string()),
+            }
+        }
+        self.metrics.set_replicas_down(self.down.count());
+        Ok(())
+    }
+
+    /// The partition groups the metadata places on this node.
+    fn wanted(&self, meta: &ClusterMetadata) -> HashMap<GroupId, Wanted> {
         let me = self.node_id();
-        let mut wanted: HashMap<GroupId, (String, u32, Vec<NodeId>, LogConfig)> = HashMap::new();
+        let mut wanted = HashMap::new();
         for (name, t) in &meta.topics {
             for (i, a) in t.partitions.iter().enumerate() {
                 if a.replicas.contains(&me) {
                     let log = topic_log_config(&self.config.topic_defaults.log, &t.configs)
                         .unwrap_or_else(|_| self.config.topic_defaults.log.clone());
-                    wanted.insert(a.group, (name.clone(), i as u32, a.replicas.clone(), log));
+                    let w = Wanted {
+                        topic: name.clone(),
+                        partition: i as u32,
+                        replicas: a.replicas.clone(),
+                        log,
+                    };
+                    wanted.insert(a.group, w);
                 }
             }
         }
-        // Stop and delete replicas of topics that are gone.
+        wanted
+    }
+
+    /// Stops and deletes the replicas of topics that are gone.
+    async fn remove_gone(&self, wanted: &HashMap<GroupId, Wanted>) {
         let gone: Vec<LocalReplica> = self
             .replicas
             .read()
@@ -541,57 +611,130 @@ impl Broker {
             }
             tracing::info!(topic = %r.topic, partition = r.partition, "removed replica of deleted topic");
         }
-        // Open new ones; the preferred leader forms each group.
-        for (gid, (topic, partition, replicas, log)) in wanted {
-            let existing = self
-                .replicas
-                .read()
-                .expect("invariant: replica map lock is never poisoned")
-                .get(&gid)
-                .cloned();
-            let replica = match existing {
-                Some(r) => r,
-                None => {
-                    let dir = partition_dir(&self.config, &topic, partition, gid);
-                    let group = match self.registry.partition(gid) {
-                        Some(g) => g,
-                        None => self.registry.create_partition(gid, &dir, log).await?,
-                    };
-                    let r = LocalReplica {
-                        topic: topic.clone(),
-                        partition,
-                        group,
-                        dir,
-                    };
-                    self.replicas
-                        .write()
-                        .expect("invariant: replica map lock is never poisoned")
-                        .insert(gid, r.clone());
-                    tokio::spawn(self.clone().report_leadership(r.clone()));
-                    tracing::info!(%topic, partition, group = gid, "opened replica");
-                    r
-                }
-            };
-            if replicas.first() == Some(&me) && replica.group.leader().is_none() {
-                let initialized = replica.group.raft().is_initialized().await.unwrap_or(true);
-                if !initialized {
-                    let members: BTreeMap<NodeId, skein_raft::Node> = replicas
-                        .iter()
-                        .filter_map(|id| {
-                            self.config
-                                .peers
-                                .get(id)
-                                .or_else(|| meta.nodes.get(id).map(|n| &n.peer_addr))
-                                .map(|a| (*id, skein_raft::Node { addr: a.clone() }))
-                        })
-                        .collect();
-                    if let Err(e) = replica.group.initialize(members).await {
-                        tracing::debug!(%topic, partition, error = %e, "partition group already formed");
-                    }
-                }
-            }
+    }
+
+    /// Takes replicas whose Raft group stopped on a fatal error out of service (no zombie keeps
+    /// answering as if it were alive); the loop reopens them after a backoff.
+    async fn retire_stopped(&self) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
         }
-        Ok(())
+        let stopped: Vec<(LocalReplica, String)> = self
+            .local_replicas()
+            .into_iter()
+            .filter_map(|r| stopped_reason(r.group.raft()).map(|why| (r, why)))
+            .collect();
+        for (r, why) in stopped {
+            let gid = r.group.id();
+            self.replicas
+                .write()
+                .expect("invariant: replica map lock is never poisoned")
+                .remove(&gid);
+            // The group is stopped already; this releases it and flushes what it can.
+            if let Err(e) = self.registry.remove_partition(gid).await {
+                tracing::debug!(group = gid, error = %e, "releasing a stopped replica");
+            }
+            self.mark_down(
+                gid,
+                &r.topic,
+                r.partition,
+                format!("raft group stopped: {why}"),
+            );
+        }
+    }
+
+    fn mark_down(&self, gid: GroupId, topic: &str, partition: u32, reason: String) {
+        let wait = self.down.record(gid, topic, partition, reason.clone());
+        self.metrics.replica_failures.inc();
+        tracing::error!(
+            node = self.node_id(),
+            %topic,
+            partition,
+            group = gid,
+            error = %reason,
+            retry_in_s = wait.as_secs(),
+            "partition replica out of service; will reopen it"
+        );
+    }
+
+    /// The local replica of `gid`, opened (or created) when this node has none yet.
+    async fn ensure_replica(self: &Arc<Self>, gid: GroupId, w: &Wanted) -> Result<LocalReplica> {
+        let existing = self
+            .replicas
+            .read()
+            .expect("invariant: replica map lock is never poisoned")
+            .get(&gid)
+            .cloned();
+        if let Some(r) = existing {
+            return Ok(self.reconfigure(r, w).await);
+        }
+        let dir = partition_dir(&self.config, &w.topic, w.partition, gid);
+        let group = match self.registry.partition(gid) {
+            Some(g) => g,
+            None => {
+                self.registry
+                    .create_partition(gid, &dir, w.log.clone())
+                    .await?
+            }
+        };
+        let r = LocalReplica {
+            topic: w.topic.clone(),
+            partition: w.partition,
+            group,
+            dir,
+            log: w.log.clone(),
+        };
+        self.replicas
+            .write()
+            .expect("invariant: replica map lock is never poisoned")
+            .insert(gid, r.clone());
+        tokio::spawn(self.clone().report_leadership(r.clone()));
+        tracing::info!(topic = %w.topic, partition = w.partition, group = gid, "opened replica");
+        Ok(r)
+    }
+
+    /// Applies a topic's changed log settings (`skein topic alter-config`) to its running
+    /// replica; a replica that refuses them keeps its settings (tried again on the next pass).
+    async fn reconfigure(&self, mut r: LocalReplica, w: &Wanted) -> LocalReplica {
+        if r.log == w.log {
+            return r;
+        }
+        if let Err(e) = r.group.set_log_config(w.log.clone()).await {
+            tracing::warn!(topic = %w.topic, partition = w.partition, error = %e, "applying the topic's changed settings; will retry");
+            return r;
+        }
+        tracing::info!(topic = %w.topic, partition = w.partition, "applied the topic's changed settings");
+        r.log = w.log.clone();
+        self.replicas
+            .write()
+            .expect("invariant: replica map lock is never poisoned")
+            .insert(r.group.id(), r.clone());
+        r
+    }
+
+    /// The preferred leader (first replica) forms a new group with its replicas.
+    async fn form_group(&self, replica: &LocalReplica, w: &Wanted, meta: &ClusterMetadata) {
+        if w.replicas.first() != Some(&self.node_id()) || replica.group.leader().is_some() {
+            return;
+        }
+        let initialized = replica.group.raft().is_initialized().await.unwrap_or(true);
+        if initialized {
+            return;
+        }
+        let members: BTreeMap<NodeId, skein_raft::Node> = w
+            .replicas
+            .iter()
+            .filter_map(|id| {
+                self.config
+                    .peers
+                    .get(id)
+                    .or_else(|| meta.nodes.get(id).map(|n| &n.peer_addr))
+                    .map(|a| (*id, skein_raft::Node { addr: a.clone() }))
+            })
+            .collect();
+        if let Err(e) = replica.group.initialize(members).await {
+            tracing::debug!(topic = %w.topic, partition = w.partition, error = %e, "partition group already formed");
+        }
     }
 
     /// Records in the metadata which node leads a local partition, whenever this node becomes

@@ -105,6 +105,19 @@ pub enum NodeError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 
+    /// A request larger than `limits.request_bytes_max`; refused before it was decoded.
+    #[error(
+        "request of {size} bytes is larger than this node's limit of {max} bytes \
+         (limits.request_bytes_max); send smaller requests (the Skein client splits its requests \
+         below the limit the metadata response advertises) or raise the limit"
+    )]
+    RequestTooLarge {
+        /// The request's size (its protobuf message).
+        size: u64,
+        /// The node's limit.
+        max: u64,
+    },
+
     /// An idempotent producer's batch does not follow its previous one.
     #[error("out-of-order sequence from producer {producer_id}: {detail}")]
     OutOfOrderSequence {
@@ -249,6 +262,7 @@ impl NodeError {
             NodeError::Timeout { .. } => ErrorCode::Timeout,
             NodeError::NotReady(_) => ErrorCode::NodeNotReady,
             NodeError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            NodeError::RequestTooLarge { .. } => ErrorCode::RequestTooLarge,
             NodeError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
             NodeError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
             NodeError::NotCoordinator { .. } => ErrorCode::NotCoordinator,
@@ -333,6 +347,14 @@ impl NodeError {
         if let Ok(v) = (self.code() as i32).to_string().parse() {
             md.insert("skein-error-code", v);
         }
+        if let NodeError::RequestTooLarge { size, max } = self {
+            if let Ok(v) = size.to_string().parse() {
+                md.insert(REQUEST_BYTES_KEY, v);
+            }
+            if let Ok(v) = max.to_string().parse() {
+                md.insert(REQUEST_BYTES_MAX_KEY, v);
+            }
+        }
         if let NodeError::NotLeader {
             leader: Some((id, addr)),
         }
@@ -350,7 +372,30 @@ impl NodeError {
         }
         status
     }
+
+    /// The error behind tonic's own refusal of a request over the decoding limit
+    /// (`max_decoding_message_size`): OUT_OF_RANGE "Error, decoded message length too large:
+    /// found N bytes, the limit is: M bytes", which carries no Skein code. `None` for any other
+    /// status.
+    pub fn from_decode_limit(status: &tonic::Status) -> Option<NodeError> {
+        const PREFIX: &str = "Error, decoded message length too large: found ";
+        if status.code() != tonic::Code::OutOfRange {
+            return None;
+        }
+        let rest = status.message().strip_prefix(PREFIX)?;
+        let (size, rest) = rest.split_once(" bytes, the limit is: ")?;
+        let max = rest.strip_suffix(" bytes")?;
+        Some(NodeError::RequestTooLarge {
+            size: size.parse().ok()?,
+            max: max.parse().ok()?,
+        })
+    }
 }
+
+/// Status metadata key of a REQUEST_TOO_LARGE: the refused request's size in bytes (ASCII).
+pub const REQUEST_BYTES_KEY: &str = "skein-request-bytes";
+/// Status metadata key of a REQUEST_TOO_LARGE: the node's `limits.request_bytes_max` (ASCII).
+pub const REQUEST_BYTES_MAX_KEY: &str = "skein-request-bytes-max";
 
 fn storage_code(e: &StorageError) -> ErrorCode {
     match e {
@@ -425,6 +470,46 @@ mod tests {
             md.get("skein-leader-addr").and_then(|v| v.to_str().ok()),
             Some("10.0.0.2:9650")
         );
+    }
+
+    #[test]
+    fn tonic_decode_limit_becomes_request_too_large_with_both_sizes() {
+        // The text of tonic's decoder (tonic::codec::decode) when a message exceeds
+        // `max_decoding_message_size`.
+        let raw = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 3145828 bytes, the limit is: \
+             2097152 bytes",
+        );
+        let e = NodeError::from_decode_limit(&raw).expect("recognised");
+        assert!(matches!(
+            e,
+            NodeError::RequestTooLarge {
+                size: 3_145_828,
+                max: 2_097_152
+            }
+        ));
+        let s = e.to_status();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+        let md = s.metadata();
+        let get = |k| md.get(k).and_then(|v| v.to_str().ok());
+        assert_eq!(get("skein-error-code"), Some("17"));
+        assert_eq!(get(REQUEST_BYTES_KEY), Some("3145828"));
+        assert_eq!(get(REQUEST_BYTES_MAX_KEY), Some("2097152"));
+        assert!(
+            s.message().contains("limits.request_bytes_max"),
+            "{}",
+            s.message()
+        );
+        // Other OUT_OF_RANGE answers (an offset outside the log) are left alone.
+        let offset = NodeError::from(StorageError::OffsetOutOfRange {
+            requested: 9,
+            start: 0,
+            end: 5,
+        })
+        .to_status();
+        assert!(NodeError::from_decode_limit(&offset).is_none());
+        let other = tonic::Status::internal(raw.message());
+        assert!(NodeError::from_decode_limit(&other).is_none());
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub fn backend_error(e: &NodeError) -> BackendError {
         }
         NodeError::Timeout { .. } => BackendError::RequestTimedOut,
         NodeError::InvalidRequest(m) => BackendError::InvalidRequest(m.clone()),
+        // The gRPC API's refusal; the Kafka listener bounds frames itself (`kafka.frame_bytes_max`).
+        NodeError::RequestTooLarge { .. } => BackendError::MessageTooLarge,
         NodeError::OutOfOrderSequence { .. } => BackendError::OutOfOrderSequence,
         NodeError::ProducerFenced { .. } => BackendError::InvalidProducerEpoch,
         NodeError::NotCoordinator { .. } => BackendError::NotCoordinator,

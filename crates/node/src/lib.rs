@@ -30,6 +30,7 @@ pub mod placement;
 pub mod retention;
 pub mod server;
 pub mod service;
+mod supervise;
 pub mod topics;
 
 pub use crate::server::{init_tracing, run, shutdown_signal, Listeners};

@@ -6,10 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use skein_proto::v1 as pb;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::transport::Server;
 use tracing::Instrument;
@@ -219,6 +221,60 @@ fn peer_incoming(
     )
 }
 
+/// A client service behind the node's decoding limit (`limits.request_bytes_max`). tonic refuses
+/// a larger request before any handler runs, with a bare OUT_OF_RANGE; this answers with the
+/// broker's REQUEST_TOO_LARGE instead (see [`NodeError::from_decode_limit`]), the sizes in the
+/// status metadata. Every other response passes through untouched.
+#[derive(Debug, Clone)]
+struct RequestLimit<S>(S);
+
+type GrpcResponse = tonic::codegen::http::Response<tonic::body::Body>;
+type Answer<E> = std::result::Result<GrpcResponse, E>;
+
+impl<S: NamedService> NamedService for RequestLimit<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tonic::codegen::Service<tonic::codegen::http::Request<B>> for RequestLimit<S>
+where
+    S: tonic::codegen::Service<tonic::codegen::http::Request<B>, Response = GrpcResponse>,
+{
+    type Response = GrpcResponse;
+    type Error = S::Error;
+    type Future = futures_util::future::Map<S::Future, fn(Answer<S::Error>) -> Answer<S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<B>) -> Self::Future {
+        self.0
+            .call(request)
+            .map(typed_refusal::<S::Error> as fn(_) -> _)
+    }
+}
+
+/// Replaces tonic's refusal of an oversized request by REQUEST_TOO_LARGE.
+fn typed_refusal<E>(answer: Answer<E>) -> Answer<E> {
+    let response = answer?;
+    // tonic's refusal is a trailers-only response, its status in the headers; a response without
+    // OUT_OF_RANGE there is passed on without looking further.
+    let headers = response.headers();
+    if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"11") {
+        return Ok(response);
+    }
+    match tonic::Status::from_header_map(headers)
+        .as_ref()
+        .and_then(NodeError::from_decode_limit)
+    {
+        Some(e) => {
+            tracing::debug!(error = %e, "client request refused");
+            Ok(e.to_status().into_http())
+        }
+        None => Ok(response),
+    }
+}
+
 struct HttpView(Arc<Broker>);
 
 impl HttpState for HttpView {
@@ -358,25 +414,25 @@ pub async fn run(
     let max = limits.request_bytes_max;
     let client_server = Server::builder()
         .concurrency_limit_per_connection(limits.inflight_requests_max)
-        .add_service(
+        .add_service(RequestLimit(
             pb::metadata_service_server::MetadataServiceServer::new(api.clone())
                 .max_decoding_message_size(max),
-        )
-        .add_service(
+        ))
+        .add_service(RequestLimit(
             pb::produce_service_server::ProduceServiceServer::new(api.clone())
                 .max_decoding_message_size(max),
-        )
-        .add_service(
+        ))
+        .add_service(RequestLimit(
             pb::group_service_server::GroupServiceServer::new(
                 crate::groups::service::GroupApi::new(broker.clone()),
             )
             .max_decoding_message_size(max),
-        )
-        .add_service(
+        ))
+        .add_service(RequestLimit(
             pb::fetch_service_server::FetchServiceServer::new(api)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(limits.fetch_bytes_max as usize + (1 << 20)),
-        )
+        ))
         .serve_with_incoming_shutdown(
             incoming(
                 listeners.client,
@@ -441,6 +497,37 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_tonics_decode_limit_refusal_is_rewritten() {
+        let answer =
+            |status: tonic::Status| -> Answer<std::convert::Infallible> { Ok(status.into_http()) };
+        let refusal = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 20 bytes, the limit is: 10 bytes",
+        );
+        let Ok(rewritten) = typed_refusal(answer(refusal));
+        let status = tonic::Status::from_header_map(rewritten.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let md = status.metadata();
+        let get = |k| md.get(k).and_then(|v| v.to_str().ok());
+        assert_eq!(get("skein-error-code"), Some("17"));
+        assert_eq!(get("skein-request-bytes"), Some("20"));
+        assert_eq!(get("skein-request-bytes-max"), Some("10"));
+        // The broker's own OUT_OF_RANGE (an offset outside the log) passes through.
+        let offset = NodeError::from(skein_storage::StorageError::OffsetOutOfRange {
+            requested: 9,
+            start: 0,
+            end: 5,
+        })
+        .to_status();
+        let Ok(kept) = typed_refusal(answer(offset.clone()));
+        let status = tonic::Status::from_header_map(kept.headers()).expect("a status");
+        assert_eq!(status.message(), offset.message());
+        // A successful response (status in the trailers) passes through.
+        let ok = tonic::codegen::http::Response::new(tonic::body::Body::default());
+        let Ok(kept) = typed_refusal::<std::convert::Infallible>(Ok(ok));
+        assert!(kept.headers().get("grpc-status").is_none());
+    }
 
     #[test]
     fn an_advertised_port_of_zero_is_the_bound_port() {

@@ -158,6 +158,7 @@ impl pb::metadata_service_server::MetadataService for ClientApi {
             topics: names.iter().map(|n| self.topic_info(n)).collect(),
             controller_id: cluster.controller_id,
             cluster_id: cluster.cluster_id,
+            request_bytes_max: self.core.request_bytes_max() as u64,
         }))
     }
 

@@ -314,10 +314,14 @@ async fn run_sender(shared: Arc<Shared>) {
                 }
             }
         }
+        // Known by now: `send` looked its topic up in the metadata before buffering a record.
+        let request_max = request_bytes_max(
+            shared.config.request_bytes_max,
+            shared.client.broker_request_bytes_max(),
+        );
         let (work, next_due, done) = {
             let mut acc = shared.acc();
-            let (work, next) =
-                acc.drain(Instant::now().into_std(), shared.config.request_bytes_max);
+            let (work, next) = acc.drain(Instant::now().into_std(), request_max);
             let done = acc.closing && acc.is_empty() && requests_in_flight == 0;
             (work, next, done)
         };
@@ -326,7 +330,7 @@ async fn run_sender(shared: Arc<Shared>) {
         }
         if !work.is_empty() {
             let sent = seal_all(&shared, work);
-            requests_in_flight += dispatch(&shared, sent, &done_tx).await;
+            requests_in_flight += dispatch(&shared, sent, request_max, &done_tx).await;
             // Records may have failed without a request (no leader, retries used up).
             shared.progress.notify_waiters();
         }
@@ -349,6 +353,20 @@ async fn run_sender(shared: Arc<Shared>) {
         }
     }
     shared.progress.notify_waiters();
+}
+
+/// How far below a broker's advertised request limit the producer stays at most. The producer's
+/// count of a request's bytes is already an upper bound of its protobuf encoding; the headroom
+/// (a sixteenth of the limit, at most this) covers fields that a newer protocol may add.
+const BROKER_LIMIT_HEADROOM_MAX: usize = 64 * 1024;
+
+/// The largest produce request to build: the configured `request_bytes_max`, or the broker's
+/// advertised limit less headroom when that is smaller (`None`: no broker said).
+fn request_bytes_max(configured: usize, broker: Option<usize>) -> usize {
+    match broker {
+        Some(limit) => configured.min(limit - (limit / 16).min(BROKER_LIMIT_HEADROOM_MAX)),
+        None => configured,
+    }
 }
 
 /// Encodes and compresses new batches, stamping the producer identity and sequence.
@@ -407,11 +425,12 @@ fn seal(builder: skein_record::BatchBuilder, codec: Compression) -> Bytes {
 }
 
 /// Groups partitions by leader and starts requests to each broker, as many as it takes to
-/// keep every request within `request_bytes_max`. Partitions whose leader is unknown are
+/// keep every request within `request_max` bytes. Partitions whose leader is unknown are
 /// handled as failed attempts. Returns the number of requests started.
 async fn dispatch(
     shared: &Arc<Shared>,
     sent: Vec<InFlight>,
+    request_max: usize,
     done_tx: &mpsc::Sender<Outcome>,
 ) -> usize {
     let mut by_leader: HashMap<String, Vec<InFlight>> = HashMap::new();
@@ -435,7 +454,7 @@ async fn dispatch(
                 continue;
             }
         };
-        for part in pack_requests(group, shared.config.request_bytes_max) {
+        for part in pack_requests(group, request_max) {
             start_request(shared, channel.clone(), addr.clone(), part, done_tx.clone());
             started += 1;
         }
@@ -679,6 +698,24 @@ mod tests {
             .iter()
             .map(|r| r.iter().map(|f| f.tp.partition).collect())
             .collect()
+    }
+
+    #[test]
+    fn a_smaller_broker_limit_lowers_the_request_size() {
+        const MIB: usize = 1024 * 1024;
+        // No broker said (an older one): the configuration alone.
+        assert_eq!(request_bytes_max(8 * MIB, None), 8 * MIB);
+        // The broker's default limit is above the default configuration.
+        assert_eq!(request_bytes_max(8 * MIB, Some(16 * MIB)), 8 * MIB);
+        // A configuration above the broker's limit: the limit less 64 KiB.
+        assert_eq!(request_bytes_max(64 * MIB, Some(MIB)), MIB - 64 * 1024);
+        assert_eq!(
+            request_bytes_max(64 * MIB, Some(2 * MIB)),
+            2 * MIB - 64 * 1024
+        );
+        // A small limit keeps fifteen sixteenths of itself.
+        assert_eq!(request_bytes_max(MIB, Some(256 * 1024)), 240 * 1024);
+        assert_eq!(request_bytes_max(MIB, Some(0)), 0);
     }
 
     #[test]

@@ -87,6 +87,9 @@ struct ClusterState {
     /// The gRPC decoding limit of nodes started from now on (tonic's 4 MiB when `None`), like
     /// the broker's `limits.request_bytes_max`.
     request_bytes_max: Option<usize>,
+    /// Whether metadata answers advertise `request_bytes_max` (as the broker does); an older
+    /// broker does not.
+    advertise_request_bytes_max: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +169,13 @@ impl FakeCluster {
     /// OUT_OF_RANGE "decoded message length too large", as the broker does).
     pub fn set_request_bytes_max(&self, max: usize) {
         self.lock().request_bytes_max = Some(max);
+    }
+
+    /// Metadata answers from now on advertise the limit of [`Self::set_request_bytes_max`], as
+    /// the broker does (without this call the nodes behave like an older broker, which does
+    /// not).
+    pub fn advertise_request_bytes_max(&self) {
+        self.lock().advertise_request_bytes_max = true;
     }
 
     pub fn create_topic(&self, name: &str, leaders: &[u64]) {
@@ -436,6 +446,10 @@ impl MetadataService for FakeNode {
             topics,
             controller_id: 1,
             cluster_id: "fake".into(),
+            request_bytes_max: match s.request_bytes_max {
+                Some(max) if s.advertise_request_bytes_max => max as u64,
+                _ => 0,
+            },
         }))
     }
 

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::broker::{Broker, Route};
 use crate::error::{NodeError, Result};
 use crate::placement::{place, Load};
-use crate::topics::{topic_log_config, validate_topic_name};
+use crate::topics::{check_topic_config, topic_log_config, validate_topic_name};
 
 pub mod classic;
 pub mod groups;
@@ -234,6 +234,12 @@ impl BrokerCore {
         }
     }
 
+    /// The largest client request this node accepts (`limits.request_bytes_max`), which it
+    /// tells clients so that they split their requests below it.
+    pub fn request_bytes_max(&self) -> usize {
+        self.broker.config.limits.request_bytes_max
+    }
+
     /// Names of every topic, internal ones included.
     pub fn topic_names(&self) -> Vec<String> {
         self.broker.metadata().topics.keys().cloned().collect()
@@ -321,7 +327,7 @@ impl BrokerCore {
         let rf = spec
             .replication_factor
             .unwrap_or_else(|| defaults.replication_factor.min(nodes.len().max(1) as u32));
-        topic_log_config(&defaults.log, &spec.configs)?;
+        check_topic_config(&self.broker.config, &spec.configs)?;
         if meta.topics.contains_key(&spec.name) {
             return Err(NodeError::TopicExists {
                 name: spec.name.clone(),
@@ -418,7 +424,7 @@ impl BrokerCore {
         };
         let mut merged = topic.configs.clone();
         merged.extend(configs.clone());
-        topic_log_config(&self.broker.config.topic_defaults.log, &merged)?;
+        check_topic_config(&self.broker.config, &merged)?;
         let cmd = MetaCommand::AlterTopicConfig {
             name: name.to_owned(),
             configs,
@@ -857,7 +863,7 @@ fn applied(
 
 /// Writes one partition's batches in order: all at once when the group has caught up with its
 /// term as leader (or none is idempotent), else the first alone and then the rest.
-async fn write_partition(group: &PartitionGroup, batches: Vec<Bytes>, written: &mut Written) {
+async fn write_partition(group: &Arc<PartitionGroup>, batches: Vec<Bytes>, written: &mut Written) {
     let term = || group.raft().metrics().borrow().current_term;
     // Batches without a producer id are handed to Raft on their first poll, always.
     let plain = batches
@@ -918,7 +924,7 @@ impl Written {
 /// of sequence, not the leader) stops the batches after it from being started, so nothing after
 /// a rejected batch is written. Results go to `out`, so that what finished before a timeout is known.
 async fn write_in_order(
-    group: &PartitionGroup,
+    group: &Arc<PartitionGroup>,
     batches: impl Iterator<Item = Bytes>,
     out: &mut Written,
 ) {
