@@ -316,3 +316,75 @@ async fn bad_input_gets_the_documented_error_and_changes_nothing() {
     let got = fetch_all(&c, 0, "t", 0).await;
     assert_eq!(got, vec![(0, "once".to_string())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_topic_group_commit_interval_near_the_election_timeout_is_refused_at_create_and_alter() {
+    let c = TestCluster::start(1).await;
+    // Followers acknowledge appends only once fsynced: the interval must stay below half of
+    // the shortest election timeout.
+    let limit = c.nodes[0].config.raft.election_timeout_min / 2;
+    let group_commit = |ms: u128| {
+        BTreeMap::from([
+            ("flush.policy".to_string(), "group-commit".to_string()),
+            ("flush.interval.ms".to_string(), ms.to_string()),
+        ])
+    };
+    let refused = |e: tonic::Status| {
+        assert_eq!(
+            e.metadata()
+                .get("skein-error-code")
+                .and_then(|v| v.to_str().ok()),
+            Some((pb::ErrorCode::InvalidConfig as i32).to_string().as_str()),
+            "{e}"
+        );
+        assert!(e.message().contains("flush.interval.ms"), "{e}");
+        assert!(e.message().contains(&format!("{limit:?}")), "{e}");
+    };
+    let mut m = pb::metadata_service_client::MetadataServiceClient::new(c.channel(0).await);
+    let e = m
+        .create_topic(pb::CreateTopicRequest {
+            name: "slow".into(),
+            partitions: 1,
+            replication_factor: 1,
+            config: group_commit(limit.as_millis()).into_iter().collect(),
+        })
+        .await
+        .expect_err("an interval of half the election timeout");
+    refused(e);
+    let all = m
+        .metadata(pb::MetadataRequest::default())
+        .await
+        .expect("metadata")
+        .into_inner();
+    assert!(all.topics.iter().all(|t| t.name != "slow"), "not created");
+
+    let ok = limit.as_millis() - 1;
+    m.create_topic(pb::CreateTopicRequest {
+        name: "gc".into(),
+        partitions: 1,
+        replication_factor: 1,
+        config: group_commit(ok).into_iter().collect(),
+    })
+    .await
+    .expect("an interval below the limit");
+    let e = m
+        .alter_topic_config(pb::AlterTopicConfigRequest {
+            name: "gc".into(),
+            config: [("flush.interval.ms".to_string(), "10s".to_string())].into(),
+        })
+        .await
+        .expect_err("a longer interval");
+    refused(e);
+    let t = m
+        .metadata(pb::MetadataRequest {
+            topics: vec!["gc".into()],
+        })
+        .await
+        .expect("metadata")
+        .into_inner();
+    assert_eq!(
+        t.topics[0].config.get("flush.interval.ms"),
+        Some(&ok.to_string()),
+        "the topic keeps its setting"
+    );
+}

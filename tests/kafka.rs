@@ -1,7 +1,7 @@
 //! The Kafka listener of real nodes, spoken to with Kafka frames built by kafka-protocol's
 //! client-side encoders: metadata names every broker by its Kafka address, produce and fetch
 //! round-trip the exact bytes, ListOffsets by timestamp, topic administration, the listener's
-//! limits from the node's settings, and Kafka's classic group membership.
+//! limits from the node's settings, and Kafka's classic group membership and its bounds.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -880,4 +880,34 @@ async fn a_static_member_rejoins_without_a_rebalance_and_fences_its_old_id() {
         .with_group_instance_id(Some(StrBytes::from_static_str("instance-1")));
     let resp: HeartbeatResponse = k.call(ApiKey::Heartbeat, 4, &hb).await;
     assert_eq!(resp.error_code, 82, "FENCED_INSTANCE_ID");
+}
+
+/// A sample of node 1's `/metrics` (name and labels, then the value).
+async fn sample(c: &TestCluster, name: &str) -> Option<u64> {
+    let (_, body) = skein_tests::http_get(c.nodes[0].config.http_addr, "/metrics").await?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_classic_group_refuses_a_join_and_counts_it_in_the_bounds_metric() {
+    use skein_node::groups::classic::MEMBERS_MAX;
+    let c = TestCluster::start(1).await;
+    let mut k = Kafka::connect(c.nodes[0].kafka_addr()).await;
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("fgroup"));
+    let co: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, 1, &req).await;
+    assert_eq!(co.error_code, 0);
+    let refused = "skein_group_members_refused_total";
+    assert_eq!(sample(&c, refused).await, Some(0));
+    // Each JoinGroup v5 without a member id is answered MEMBER_ID_REQUIRED and holds the id it
+    // hands out (until the session timeout, long enough here): these fill the group.
+    let first = join_request("fgroup", "").with_session_timeout_ms(120_000);
+    for i in 0..MEMBERS_MAX {
+        let j: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &first).await;
+        assert_eq!(j.error_code, 79, "join {i}: MEMBER_ID_REQUIRED");
+    }
+    let j: JoinGroupResponse = k.call(ApiKey::JoinGroup, 5, &first).await;
+    assert_eq!(j.error_code, 81, "GROUP_MAX_SIZE_REACHED");
+    assert_eq!(sample(&c, refused).await, Some(1));
+    assert_eq!(sample(&c, "skein_groups_refused_total").await, Some(0));
 }

@@ -684,25 +684,39 @@ fn kafka_settings(f: &FileKafka, k: &mut skein_kafka::KafkaConfig) -> Result<()>
     Ok(())
 }
 
-impl NodeConfig {
-    /// Checks the Kafka listener's settings: its limits, and an advertised address that a
-    /// client can connect to.
-    /// A follower acknowledges an append only once it is durable, so a group-commit interval
-    /// near the election timeout would make leaders look dead while they wait for fsyncs.
-    fn validate_flush(&self) -> Result<()> {
-        if let FlushPolicy::GroupCommit { interval, .. } = self.topic_defaults.log.flush {
-            if interval.saturating_mul(2) >= self.raft.election_timeout_min {
-                return Err(invalid(format!(
-                    "topic_defaults.flush_interval ({interval:?}) must be below half of \
-                     raft.election_timeout_min ({:?}): followers acknowledge appends only once \
-                     fsynced",
-                    self.raft.election_timeout_min
-                )));
+impl RaftTiming {
+    /// Checks a flush policy against the election timeout: a group-commit interval must stay
+    /// below half of `raft.election_timeout_min`. A follower acknowledges an append only once it
+    /// is durable, so a longer interval would stall replication and make leaders look dead
+    /// while they wait for fsyncs. Node defaults and per-topic settings both go through here;
+    /// the error names the limit.
+    pub fn check_flush(&self, flush: &FlushPolicy) -> std::result::Result<(), String> {
+        if let FlushPolicy::GroupCommit { interval, .. } = *flush {
+            if interval.saturating_mul(2) >= self.election_timeout_min {
+                return Err(format!(
+                    "a group-commit interval of {interval:?} must be below half of \
+                     raft.election_timeout_min ({:?}), so below {:?}: followers acknowledge \
+                     appends only once fsynced",
+                    self.election_timeout_min,
+                    self.election_timeout_min / 2
+                ));
             }
         }
         Ok(())
     }
+}
 
+impl NodeConfig {
+    /// Checks the default flush policy against the election timeout
+    /// ([`RaftTiming::check_flush`]).
+    fn validate_flush(&self) -> Result<()> {
+        self.raft
+            .check_flush(&self.topic_defaults.log.flush)
+            .map_err(|e| invalid(format!("topic_defaults.flush_interval: {e}")))
+    }
+
+    /// Checks the Kafka listener's settings: its limits, and an advertised address that a
+    /// client can connect to.
     fn validate_kafka(&self) -> Result<()> {
         self.kafka.validate().map_err(|e| invalid(e.to_string()))?;
         let a = &self.advertised_kafka_addr;

@@ -78,6 +78,10 @@ pub struct Metrics {
     /// Bytes of whole segments deleted on this node's replicas below their log start
     /// (retention).
     pub retention_deleted_bytes: Counter,
+    /// Partition replicas of this node whose Raft group stopped on a fatal error or failed to
+    /// open (each failure, reopen attempts included).
+    pub replica_failures: Counter,
+    replicas_down: AtomicU64,
     connections: AtomicU64,
 }
 
@@ -104,6 +108,8 @@ impl Metrics {
             throttled: Counter::default(),
             bounds: Bounds::default(),
             retention_deleted_bytes: Counter::default(),
+            replica_failures: Counter::default(),
+            replicas_down: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -153,6 +159,11 @@ impl Metrics {
             m.throttled.clone(),
         );
         m.register_retention(&mut registry);
+        registry.register(
+            "replica_failures",
+            "Partition replicas that stopped on a fatal error or failed to open (reopened with backoff)",
+            m.replica_failures.clone(),
+        );
         m.bounds.register(&mut registry);
         Metrics { registry, ..m }
     }
@@ -164,6 +175,11 @@ impl Metrics {
             "Bytes of segments deleted below the log start (retention), on every replica here",
             self.retention_deleted_bytes.clone(),
         );
+    }
+
+    /// Partition replicas out of service now (see `crate::supervise`).
+    pub fn set_replicas_down(&self, n: usize) {
+        self.replicas_down.store(n as u64, Ordering::Relaxed);
     }
 
     /// A client connection opened.
@@ -205,6 +221,12 @@ impl Metrics {
             "skein_partitions",
             "Partition replicas on this node.",
             [(node.clone(), partitions.len() as u64)],
+        );
+        gauge(
+            w,
+            "skein_replicas_down",
+            "Partition replicas of this node out of service (stopped or failed to open).",
+            [(node.clone(), self.replicas_down.load(Ordering::Relaxed))],
         );
         let leaders = partitions.iter().filter(|p| p.leader).count() as u64;
         gauge(
@@ -309,9 +331,10 @@ fn retention_gauges(w: &mut String, partitions: &[PartitionGauge]) {
 /// gauges are rendered by [`Bounds::producer_gauges`]).
 #[derive(Debug, Default)]
 pub struct Bounds {
-    /// Joins refused because the offsets partition has the most groups with members.
+    /// Joins refused because the offsets partition has the most groups with members (native
+    /// and Kafka classic groups).
     pub groups_refused: Counter,
-    /// Joins refused because the group has the most members.
+    /// Joins refused because the group has the most members (native and Kafka classic groups).
     pub members_refused: Counter,
     /// Peer connections closed at accept because `limits.peer_connections_max` were open.
     pub peer_connections_refused: Counter,
@@ -340,12 +363,13 @@ impl Bounds {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "groups_refused",
-            "Group joins refused: the offsets partition has the most groups with members",
+            "Group joins (native or Kafka) refused: the offsets partition has the most groups \
+             with members",
             self.groups_refused.clone(),
         );
         registry.register(
             "group_members_refused",
-            "Group joins refused: the group has the most members",
+            "Group joins (native or Kafka) refused: the group has the most members",
             self.members_refused.clone(),
         );
         registry.register(

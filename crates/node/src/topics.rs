@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use skein_storage::LogConfig;
 
-use crate::config::{flush_policy, parse_duration, parse_size};
+use crate::config::{flush_policy, parse_duration, parse_size, NodeConfig};
 use crate::error::{NodeError, Result};
 
 /// Longest topic name (as in Kafka).
@@ -115,6 +115,27 @@ pub fn topic_log_config(
     Ok(c)
 }
 
+/// Checks a topic's config overrides where they are set (topic creation, over gRPC or Kafka,
+/// and alter-config): [`topic_log_config`] on the node's defaults, and the relations to the
+/// node's other settings. A group-commit interval must stay below half of the election timeout
+/// ([`crate::config::RaftTiming::check_flush`]), as for the node's default.
+///
+/// Readers of settings already in the metadata call [`topic_log_config`]: those were checked
+/// when they were set.
+pub fn check_topic_config(
+    node: &NodeConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<LogConfig> {
+    let c = topic_log_config(&node.topic_defaults.log, overrides)?;
+    node.raft
+        .check_flush(&c.flush)
+        .map_err(|reason| NodeError::InvalidTopicConfig {
+            key: "flush.interval.ms".to_owned(),
+            reason,
+        })?;
+    Ok(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +190,43 @@ mod tests {
             topic_log_config(&d, &bad).is_err(),
             "a segment smaller than a batch is refused"
         );
+    }
+
+    #[test]
+    fn a_topic_group_commit_interval_near_the_election_timeout_is_refused() {
+        let node = NodeConfig::default();
+        let limit = node.raft.election_timeout_min / 2;
+        let group_commit = |ms: u128| {
+            BTreeMap::from([
+                ("flush.policy".to_string(), "group-commit".to_string()),
+                ("flush.interval.ms".to_string(), ms.to_string()),
+            ])
+        };
+        let below = limit.as_millis() - 1;
+        let c = check_topic_config(&node, &group_commit(below)).expect("below the limit");
+        assert!(matches!(
+            c.flush,
+            skein_storage::FlushPolicy::GroupCommit { interval, .. }
+                if interval == Duration::from_millis(below as u64)
+        ));
+        for ms in [limit.as_millis(), 10 * limit.as_millis()] {
+            match check_topic_config(&node, &group_commit(ms)) {
+                Err(e @ NodeError::InvalidTopicConfig { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains("flush.interval.ms"), "{text}");
+                    assert!(text.contains("raft.election_timeout_min"), "{text}");
+                    assert!(
+                        text.contains(&format!("{limit:?}")),
+                        "names the limit: {text}"
+                    );
+                }
+                other => panic!("{ms} ms: {other:?}"),
+            }
+        }
+        // The interval only matters for group commit; other checks still apply.
+        let every_batch = BTreeMap::from([("flush.interval.ms".to_string(), "1h".to_string())]);
+        check_topic_config(&node, &every_batch).expect("not group commit");
+        let bad = BTreeMap::from([("segment.bytes".to_string(), "100".to_string())]);
+        assert!(check_topic_config(&node, &bad).is_err());
     }
 }

@@ -76,6 +76,7 @@ impl BrokerCore {
             });
         }
         if !led.state.classic.contains_key(group) && led.state.classic.len() >= GROUPS_MAX {
+            self.broker.metrics.bounds.groups_refused.inc();
             return Err(NodeError::GroupMaxSize {
                 group: group.into(),
                 max: GROUPS_MAX,
@@ -93,6 +94,10 @@ impl BrokerCore {
         let reply = g.join(req, Instant::now(), || {
             coordinator.new_member_id(&client_id, node)
         });
+        // A join refuses GROUP_MAX_SIZE only for the members bound (MEMBERS_MAX).
+        if matches!(reply, Reply::Now(Err(NodeError::GroupMaxSize { .. }))) {
+            self.broker.metrics.bounds.members_refused.inc();
+        }
         prune(&mut led, group);
         drop(led);
         settle(reply, bound, group).await
