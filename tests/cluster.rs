@@ -3,48 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use skein_client::{
-    Admin, Client, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, Producer,
-    ProducerConfig, ProducerRecord, TopicPartition,
-};
+use skein_client::{Admin, NewTopic, Producer, ProducerConfig, ProducerRecord};
 use skein_proto::v1 as pb;
 use skein_record::BatchIter;
 use skein_tests::process::ProcessCluster;
-use skein_tests::{channel, TestCluster};
-
-fn client(brokers: &str) -> Client {
-    let mut c = ClientConfig::new(brokers);
-    c.max_retries = 50;
-    Client::new(c).expect("client")
-}
-
-/// Reads every record of `partitions` from the beginning until `expected` records are in.
-async fn consume_all(
-    brokers: &str,
-    topic: &str,
-    partitions: u32,
-    expected: usize,
-) -> Vec<skein_client::ConsumerRecord> {
-    let config = ConsumerConfig {
-        offset_reset: OffsetReset::Earliest,
-        fetch_wait_max: Duration::from_millis(100),
-        ..ConsumerConfig::default()
-    };
-    let mut consumer = Consumer::new(client(brokers), config).expect("consumer");
-    consumer.assign((0..partitions).map(|p| TopicPartition::new(topic, p)));
-    consumer.seek_to_beginning(&[]).await.expect("seek");
-    let mut out = Vec::with_capacity(expected);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while out.len() < expected {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "consumed {} of {expected}",
-            out.len()
-        );
-        out.extend(consumer.poll().await.expect("poll"));
-    }
-    out
-}
+use skein_tests::{channel, client, consume_all, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_replicate_100k_records_none_missing_none_duplicated_in_order() {

@@ -6,11 +6,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use skein_client::{
-    Admin, Client, ClientConfig, ClientError, Consumer, ConsumerConfig, ErrorCode, NewTopic,
-    OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Admin, ClientError, ErrorCode, NewTopic, Producer, ProducerConfig, ProducerRecord,
 };
 use skein_proto::v1 as pb;
-use skein_tests::TestCluster;
+use skein_tests::{client, consume_all, TestCluster};
 
 /// The node's limit on one request.
 const NODE_LIMIT: usize = 1024 * 1024;
@@ -29,39 +28,6 @@ async fn small_limit_node() -> (TestCluster, String) {
     .await;
     let addr = c.nodes[0].client_addr().to_string();
     (c, addr)
-}
-
-fn client(brokers: &str) -> Client {
-    let mut config = ClientConfig::new(brokers);
-    config.max_retries = 50;
-    Client::new(config).expect("client")
-}
-
-/// Reads `topic` from the beginning until `expected` records are in (or a minute passes).
-async fn read_back(
-    brokers: &str,
-    topic: &str,
-    expected: usize,
-) -> Vec<skein_client::ConsumerRecord> {
-    let config = ConsumerConfig {
-        offset_reset: OffsetReset::Earliest,
-        fetch_wait_max: Duration::from_millis(100),
-        ..ConsumerConfig::default()
-    };
-    let mut consumer = Consumer::new(client(brokers), config).expect("consumer");
-    consumer.assign((0..PARTITIONS).map(|p| TopicPartition::new(topic, p)));
-    consumer.seek_to_beginning(&[]).await.expect("seek");
-    let mut out = Vec::with_capacity(expected);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while out.len() < expected {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "read back {} of {expected} records",
-            out.len()
-        );
-        out.extend(consumer.poll().await.expect("poll"));
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -119,7 +85,7 @@ async fn a_client_configured_above_the_node_limit_splits_and_loses_no_record() {
         failed[0]
     );
 
-    let records = read_back(&brokers, "wide", RECORDS).await;
+    let records = consume_all(&brokers, "wide", PARTITIONS, RECORDS).await;
     assert_eq!(records.len(), RECORDS, "no record read twice");
     let seen: BTreeSet<usize> = records
         .iter()

@@ -7,18 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use skein_client::{
-    Admin, Client, ClientConfig, ClientError, Consumer, ConsumerConfig, NewTopic, OffsetReset,
-    OffsetSpec, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Admin, ClientError, Consumer, ConsumerConfig, NewTopic, OffsetReset, OffsetSpec, Producer,
+    ProducerConfig, ProducerRecord, TopicPartition,
 };
-use skein_tests::{http_get, wait_for, TestCluster};
+use skein_tests::{client, http_get, wait_for, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn client(brokers: &str) -> Client {
-    let mut c = ClientConfig::new(brokers);
-    c.max_retries = 50;
-    Client::new(c).expect("client")
-}
 
 fn brokers(c: &TestCluster, nodes: &[usize]) -> String {
     nodes

@@ -246,3 +246,40 @@ pub async fn create_topic(
     .topic
     .expect("topic info")
 }
+
+/// A client of `brokers` that retries patiently (leaders move in these tests).
+pub fn client(brokers: &str) -> skein_client::Client {
+    let mut c = skein_client::ClientConfig::new(brokers);
+    c.max_retries = 50;
+    skein_client::Client::new(c).expect("client")
+}
+
+/// Reads every record of partitions `0..partitions` of `topic` from the beginning until
+/// `expected` records are in (or a minute passes).
+pub async fn consume_all(
+    brokers: &str,
+    topic: &str,
+    partitions: u32,
+    expected: usize,
+) -> Vec<skein_client::ConsumerRecord> {
+    use skein_client::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+    let config = ConsumerConfig {
+        offset_reset: OffsetReset::Earliest,
+        fetch_wait_max: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client(brokers), config).expect("consumer");
+    consumer.assign((0..partitions).map(|p| TopicPartition::new(topic, p)));
+    consumer.seek_to_beginning(&[]).await.expect("seek");
+    let mut out = Vec::with_capacity(expected);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while out.len() < expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumed {} of {expected}",
+            out.len()
+        );
+        out.extend(consumer.poll().await.expect("poll"));
+    }
+    out
+}

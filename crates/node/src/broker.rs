@@ -570,15 +570,15 @@ impl Broker {
         let me = self.node_id();
         let mut wanted = HashMap::new();
         for (name, t) in &meta.topics {
+            let log = topic_log_config(&self.config.topic_defaults.log, &t.configs)
+                .unwrap_or_else(|_| self.config.topic_defaults.log.clone());
             for (i, a) in t.partitions.iter().enumerate() {
                 if a.replicas.contains(&me) {
-                    let log = topic_log_config(&self.config.topic_defaults.log, &t.configs)
-                        .unwrap_or_else(|_| self.config.topic_defaults.log.clone());
                     let w = Wanted {
                         topic: name.clone(),
                         partition: i as u32,
                         replicas: a.replicas.clone(),
-                        log,
+                        log: log.clone(),
                     };
                     wanted.insert(a.group, w);
                 }
@@ -620,9 +620,11 @@ impl Broker {
             return;
         }
         let stopped: Vec<(LocalReplica, String)> = self
-            .local_replicas()
-            .into_iter()
-            .filter_map(|r| stopped_reason(r.group.raft()).map(|why| (r, why)))
+            .replicas
+            .read()
+            .expect("invariant: replica map lock is never poisoned")
+            .values()
+            .filter_map(|r| stopped_reason(r.group.raft()).map(|why| (r.clone(), why)))
             .collect();
         for (r, why) in stopped {
             let gid = r.group.id();
