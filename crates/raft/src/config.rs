@@ -8,12 +8,15 @@ use crate::error::{Error, Result};
 /// them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftConfig {
-    /// Shortest election timeout: a follower that hears no leader for a random time in
-    /// `[election_timeout_min_ms, election_timeout_max_ms)` starts an election.
+    /// Shortest election timeout: a node that hears nothing from a peer node for
+    /// `election_timeout_min_ms + heartbeat_interval_ms` counts it as dead, and the groups it led
+    /// elect new leaders (see `liveness.rs`).
     pub election_timeout_min_ms: u64,
-    /// Longest election timeout.
+    /// Longest election timeout: together with the shortest, sets the spread between the
+    /// election attempts of a group's voters (`max - min`, at least two heartbeat intervals).
     pub election_timeout_max_ms: u64,
-    /// Interval between a leader's heartbeats.
+    /// Interval between node heartbeats (one message per peer node for all groups; groups send
+    /// no heartbeats of their own).
     pub heartbeat_interval_ms: u64,
     /// Most entries sent in one AppendEntries request.
     pub append_entries_max: u64,
@@ -106,13 +109,29 @@ impl RaftConfig {
         Ok(())
     }
 
+    /// How long a peer node may stay silent before this node counts it as dead.
+    pub(crate) fn dead_after(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_min_ms + self.heartbeat_interval_ms)
+    }
+
     /// Openraft's configuration for a group named `cluster_name`.
+    ///
+    /// Openraft's heartbeats and elections are off (node-level liveness drives them, see
+    /// `liveness.rs`), so its timers only set two things: its leader lease (a voter refuses a
+    /// candidate while it heard from its leader within `election_timeout_max`), which is the
+    /// dead-after window so that an election after a node's death is never refused; and how
+    /// often each group's idle tick task wakes (1.5 x `heartbeat_interval`), kept just below
+    /// the lease so that thousands of idle groups wake rarely. `heartbeat_interval` is also
+    /// openraft's timeout of one AppendEntries or Vote call.
     pub(crate) fn openraft_config(&self, cluster_name: String) -> Result<openraft::Config> {
+        let lease = self.dead_after().as_millis() as u64;
         let c = openraft::Config {
             cluster_name,
-            election_timeout_min: self.election_timeout_min_ms,
-            election_timeout_max: self.election_timeout_max_ms,
-            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: lease - 1,
+            election_timeout_max: lease,
+            heartbeat_interval: lease - 2,
+            enable_heartbeat: false,
+            enable_elect: false,
             install_snapshot_timeout: self.snapshot_timeout_ms,
             max_payload_entries: self.append_entries_max,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(

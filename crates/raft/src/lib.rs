@@ -57,6 +57,7 @@ mod config;
 mod error;
 mod files;
 mod group;
+mod liveness;
 mod log_store;
 mod metadata;
 mod partition;

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use openraft::Raft;
 use skein_storage::LogConfig;
@@ -11,6 +13,7 @@ use skein_storage::LogConfig;
 use crate::config::RaftConfig;
 use crate::error::{Error, Result};
 use crate::group::Group;
+use crate::liveness::Liveness;
 use crate::metadata::MetadataGroup;
 use crate::partition::PartitionGroup;
 use crate::state_machine::Applier;
@@ -23,6 +26,38 @@ pub(crate) enum Route {
     Metadata(Raft<MetaTypes>),
 }
 
+/// A borrowed [`Route`]: a group's openraft handle of either kind.
+pub(crate) enum GroupRef<'a> {
+    Partition(&'a Raft<PartitionTypes>),
+    Metadata(&'a Raft<MetaTypes>),
+}
+
+impl Route {
+    pub(crate) fn as_ref(&self) -> GroupRef<'_> {
+        match self {
+            Route::Partition(r) => GroupRef::Partition(r),
+            Route::Metadata(r) => GroupRef::Metadata(r),
+        }
+    }
+}
+
+impl GroupRef<'_> {
+    /// The group's metrics (both kinds share node and id types).
+    pub(crate) fn metrics(&self) -> tokio::sync::watch::Receiver<crate::types::Metrics> {
+        match self {
+            GroupRef::Partition(r) => r.metrics(),
+            GroupRef::Metadata(r) => r.metrics(),
+        }
+    }
+
+    pub(crate) fn to_route(&self) -> Route {
+        match self {
+            GroupRef::Partition(r) => Route::Partition((*r).clone()),
+            GroupRef::Metadata(r) => Route::Metadata((*r).clone()),
+        }
+    }
+}
+
 /// The Raft groups of one node and the connections they share.
 #[derive(Debug)]
 pub struct Registry {
@@ -31,19 +66,67 @@ pub struct Registry {
     pool: PeerPool,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionGroup>>>,
     metadata: RwLock<Option<Arc<MetadataGroup>>>,
+    liveness: Liveness,
+    shut_down: AtomicBool,
 }
 
 impl Registry {
-    /// A registry for node `node`.
+    /// A registry for node `node`. Inside a Tokio runtime it starts the node's liveness task
+    /// (see `liveness.rs`), which elects leaders for the node's groups and must run for them to
+    /// have any; it stops with [`Registry::shutdown`].
     pub fn new(node: NodeId, config: RaftConfig) -> Result<Arc<Self>> {
         config.validate()?;
-        Ok(Arc::new(Registry {
-            node,
-            pool: PeerPool::new(node, config.clone()),
-            config,
-            partitions: RwLock::new(HashMap::new()),
-            metadata: RwLock::new(None),
-        }))
+        let interval = Duration::from_millis(config.heartbeat_interval_ms);
+        let registry = Arc::new_cyclic(|weak| {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(crate::liveness::run(weak.clone(), interval));
+            }
+            Registry {
+                node,
+                pool: PeerPool::new(node, config.clone()),
+                liveness: Liveness::new(node, &config),
+                config,
+                partitions: RwLock::new(HashMap::new()),
+                metadata: RwLock::new(None),
+                shut_down: AtomicBool::new(false),
+            }
+        });
+        Ok(registry)
+    }
+
+    pub(crate) fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    /// The peer nodes this node heard a node heartbeat from recently (within the election
+    /// timeout plus one heartbeat interval), in id order.
+    pub fn live_peers(&self) -> Vec<NodeId> {
+        self.liveness.live_peers()
+    }
+
+    /// Calls `f` with every group of this node (partitions, then the metadata group), under the
+    /// registry's read locks: `f` must not block.
+    pub(crate) fn for_each_group(&self, mut f: impl FnMut(GroupId, GroupRef<'_>)) {
+        for (id, g) in self
+            .partitions
+            .read()
+            .expect("invariant: registry lock is never poisoned")
+            .iter()
+        {
+            f(*id, GroupRef::Partition(g.raft()));
+        }
+        if let Some(m) = self
+            .metadata
+            .read()
+            .expect("invariant: registry lock is never poisoned")
+            .as_ref()
+        {
+            f(m.id(), GroupRef::Metadata(m.raft()));
+        }
     }
 
     /// This node's id.
@@ -185,8 +268,9 @@ impl Registry {
             .map(|p| Route::Partition(p.raft().clone()))
     }
 
-    /// Stops every group (the metadata group last).
+    /// Stops every group (the metadata group last) and the liveness task.
     pub async fn shutdown(&self) -> Result<()> {
+        self.shut_down.store(true, Ordering::Release);
         let parts: Vec<_> = self
             .partitions
             .write()

@@ -131,7 +131,7 @@ impl PeerPool {
         }
     }
 
-    fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, Unreachable> {
+    pub(crate) fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, Unreachable> {
         let mut peers = self
             .inner
             .peers
@@ -617,6 +617,36 @@ impl pb::raft_transport_server::RaftTransport for RaftService {
             None => not_found(req.group_id),
         };
         Ok(tonic::Response::new(reply))
+    }
+
+    async fn node_heartbeat(
+        &self,
+        request: tonic::Request<pb::RaftNodeHeartbeat>,
+    ) -> Result<tonic::Response<pb::RaftNodeHeartbeatReply>, tonic::Status> {
+        let req = request.into_inner();
+        if req.lead_groups.len() != req.lead_terms.len() {
+            return Err(tonic::Status::invalid_argument(format!(
+                "node heartbeat from node {} names {} groups but {} terms",
+                req.from,
+                req.lead_groups.len(),
+                req.lead_terms.len()
+            )));
+        }
+        if req.from == self.registry.node_id() {
+            return Err(tonic::Status::invalid_argument(format!(
+                "node heartbeat claims to come from this node ({}): two nodes share an id",
+                req.from
+            )));
+        }
+        let liveness = self.registry.liveness();
+        liveness.receive(req.from, &req.lead_groups, &req.lead_terms);
+        let wake = crate::liveness::stale_claims(
+            &self.registry,
+            req.from,
+            &req.lead_groups,
+            &req.lead_terms,
+        );
+        Ok(tonic::Response::new(pb::RaftNodeHeartbeatReply { wake }))
     }
 
     async fn full_snapshot(&self, request: tonic::Request<pb::RaftFullSnapshot>) -> Reply {
