@@ -3,7 +3,10 @@
 //!
 //! Both are arrays of fixed-size little-endian entries. The active segment keeps its entries in
 //! memory and writes them to the file only after the log bytes they point at have been fsynced,
-//! so an entry on disk always points at durable data; a sealed segment maps its files.
+//! so an entry on disk always points at durable data. A sealed segment keeps the entries it had
+//! when it was sealed; one opened from disk maps index files larger than a page and reads
+//! smaller ones into memory. No index file is held open: the segment opens one to write it
+//! (`needs_write*` says when) and closes it again.
 //!
 //! `.index`: a 24-byte header (`b"SKIX"`, version u32 = 2, base Raft index u64, CRC-32C of the
 //! first 16 bytes u32, zero u32), then entries of
@@ -133,6 +136,14 @@ impl Table {
             }
         }
         lo.checked_sub(1)
+    }
+
+    /// True when `write_pending_upto(file, upto)` has something to do: entries to write, a file
+    /// longer than the table to shorten, or a file whose length is not known yet. Lets the
+    /// segment open an index file only when it must (index files are not held open).
+    fn needs_write_upto(&self, upto: usize) -> bool {
+        let file_len_all = (self.file_header_len + self.len() * self.entry_len) as u64;
+        self.written < upto.min(self.len()) || self.file_len.is_none_or(|l| l > file_len_all)
     }
 
     /// Writes the entries not yet in the file and, when the file holds more entries than the
@@ -316,6 +327,20 @@ impl OffsetIndex {
             .map_or(0, |i| i + 1)
     }
 
+    /// True when [`OffsetIndex::write_pending_upto`] with `upto` has something to write.
+    pub fn needs_write_upto(&self, upto: usize) -> bool {
+        let no_header = self
+            .table
+            .file_len
+            .is_none_or(|l| l < INDEX_HEADER_LEN as u64);
+        no_header || self.table.needs_write_upto(upto)
+    }
+
+    /// True when [`OffsetIndex::write_pending`] has something to write.
+    pub fn needs_write(&self) -> bool {
+        self.needs_write_upto(self.len())
+    }
+
     /// Writes the header (if the file is new) and the first `upto` entries not yet written.
     pub fn write_pending_upto(&mut self, file: &File, upto: usize) -> io::Result<()> {
         let len = self.table.known_file_len(file)?;
@@ -425,10 +450,7 @@ impl TimeIndex {
 
     /// Drops entries pointing past relative offset `rel`.
     pub fn truncate_after_offset(&mut self, rel: u32) {
-        let keep = self
-            .table
-            .last_where(|e| u32::from_le_bytes([e[8], e[9], e[10], e[11]]) <= rel)
-            .map_or(0, |i| i + 1);
+        let keep = self.count_upto_offset(rel);
         self.table.truncate(keep);
     }
 
@@ -449,12 +471,26 @@ impl TimeIndex {
         self.table.write_pending(file)
     }
 
+    /// True when [`TimeIndex::write_pending`] has something to write.
+    pub fn needs_write(&self) -> bool {
+        self.table.needs_write_upto(self.len())
+    }
+
+    /// Number of entries that point at or before relative offset `rel`.
+    fn count_upto_offset(&self, rel: u32) -> usize {
+        self.table
+            .last_where(|e| u32::from_le_bytes([e[8], e[9], e[10], e[11]]) <= rel)
+            .map_or(0, |i| i + 1)
+    }
+
+    /// True when [`TimeIndex::write_pending_upto_offset`] with `rel` has something to write.
+    pub fn needs_write_upto_offset(&self, rel: u32) -> bool {
+        self.table.needs_write_upto(self.count_upto_offset(rel))
+    }
+
     /// Writes the pending entries that point at or before relative offset `rel`.
     pub fn write_pending_upto_offset(&mut self, file: &File, rel: u32) -> io::Result<()> {
-        let n = self
-            .table
-            .last_where(|e| u32::from_le_bytes([e[8], e[9], e[10], e[11]]) <= rel)
-            .map_or(0, |i| i + 1);
+        let n = self.count_upto_offset(rel);
         self.table.write_pending_upto(file, n)
     }
 }
@@ -551,6 +587,51 @@ mod tests {
         let idx = OffsetIndex::parse(Bytes::from(good), true).expect("good");
         assert_eq!(idx.base_index(), 5);
         assert_eq!(idx.len(), 1);
+    }
+
+    #[test]
+    fn an_index_file_needs_a_write_only_for_new_entries_or_a_truncation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(dir.path().join("i"))
+            .expect("create");
+        let mut idx = OffsetIndex::new(7);
+        assert!(idx.needs_write(), "a new file needs its header");
+        idx.write_pending(&f).expect("write header");
+        assert!(!idx.needs_write());
+        for i in 1..=3 {
+            idx.push(IndexEntry {
+                rel_offset: i,
+                rel_index: i,
+                position: i * 100,
+            });
+        }
+        assert!(idx.needs_write_upto(1));
+        idx.write_pending_upto(&f, 1).expect("write one");
+        assert!(!idx.needs_write_upto(1), "the first entry is on disk");
+        assert!(idx.needs_write(), "two entries are not");
+        idx.write_pending(&f).expect("write all");
+        assert!(!idx.needs_write());
+        idx.truncate(1);
+        assert!(idx.needs_write(), "the file is longer than the index");
+        idx.write_pending(&f).expect("shorten");
+        assert!(!idx.needs_write());
+        let len = (INDEX_HEADER_LEN + INDEX_ENTRY_LEN) as u64;
+        assert_eq!(f.metadata().expect("meta").len(), len);
+
+        let mut t = TimeIndex::new();
+        assert!(t.needs_write(), "the file's length is not known yet");
+        f.set_len(0).expect("empty");
+        t.write_pending(&f).expect("learn the length");
+        assert!(!t.needs_write());
+        t.push(TimeEntry {
+            timestamp: 10,
+            rel_offset: 5,
+        });
+        assert!(!t.needs_write_upto_offset(4));
+        assert!(t.needs_write_upto_offset(5));
     }
 
     #[test]

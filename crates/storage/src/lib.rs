@@ -6,6 +6,13 @@
 //! active segment is written with positioned writes; every segment is read through a memory map,
 //! so reads hand out [`bytes::Bytes`] slices that borrow the map.
 //!
+//! An open log holds one file descriptor however many segments it has: the active segment's
+//! `.log` (sealed segments are read through their maps, which outlive their descriptors; index
+//! files are opened only to be read at open or written). It holds one memory map per segment
+//! holding data, plus, for a sealed segment opened from disk, one per index file larger than a
+//! page (smaller ones are read into memory). A node's limit on descriptors thus bounds its
+//! replicas, and `vm.max_map_count` its segments.
+//!
 //! What the log promises:
 //! - **Whole batches, stored as they arrived, dense offsets.** `append` takes one whole batch,
 //!   checks its CRC-32C once and stamps only the two fields Kafka leaves outside the CRC: the

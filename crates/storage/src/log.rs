@@ -685,7 +685,7 @@ impl PartitionLog {
             .iter_mut()
             .find(|s| s.base_offset == ticket.segment_base);
         if let Some(seg) = seg {
-            if !seg.sealed {
+            if !seg.is_sealed() {
                 if let Err(e) = seg.write_index_below(ticket.size) {
                     let e =
                         StorageError::io(format!("write index of {}", seg.log_path.display()), e);
@@ -863,10 +863,12 @@ impl PartitionLog {
             if let Err(e) = seg.truncate_from_index(index) {
                 return Err(if e.is_corruption() { e } else { self.poison(e) });
             }
-        } else if seg.sealed {
+        } else if seg.is_sealed() {
             // The truncation point is exactly this segment's end (the segments after it were
             // deleted above): reopen it for appends.
-            seg.unseal();
+            if let Err(e) = seg.unseal() {
+                return Err(self.poison(e));
+            }
         }
         self.flushed_offset = self.flushed_offset.min(self.next_offset());
         self.flushed_index = self.flushed_index.min(self.next_index());
@@ -903,7 +905,11 @@ impl PartitionLog {
 
     fn delete_prefix_while(&mut self, pred: impl Fn(&Segment) -> bool) -> Result<usize> {
         let mut n = 0;
-        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.sealed && pred(s))
+        while self.segments.len() > 1
+            && self
+                .segments
+                .front()
+                .is_some_and(|s| s.is_sealed() && pred(s))
         {
             let seg = self
                 .segments
@@ -942,7 +948,7 @@ impl PartitionLog {
         self.segments
             .iter()
             .take(n.saturating_sub(1))
-            .take_while(|s| s.sealed && s.next_offset <= offset)
+            .take_while(|s| s.is_sealed() && s.next_offset <= offset)
             .last()
             .map(|s| s.next_index.saturating_sub(1))
     }
@@ -959,7 +965,7 @@ impl PartitionLog {
         let mut total = self.size_bytes();
         let mut point = None;
         for (i, s) in self.segments.iter().enumerate() {
-            if !s.sealed {
+            if !s.is_sealed() {
                 break;
             }
             let too_old = r

@@ -10,7 +10,9 @@
 //! - bytes inside the handed-out range are never rewritten, with one exception: truncation of an
 //!   uncommitted Raft tail punches a hole over it, which readers see as zeros, never as a fault;
 //! - nothing outside this process writes the files while the log is open (the data directory is
-//!   the replica's own).
+//!   the replica's own);
+//! - a map does not need its file to stay open: sealed segments close their files once mapped
+//!   (the map keeps the file's pages reachable, even after the file is deleted).
 
 use std::fs::File;
 use std::io;

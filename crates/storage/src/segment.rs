@@ -1,4 +1,9 @@
 //! One segment of a partition log: a `.log` file of batches and its two sparse indexes.
+//!
+//! File descriptors: the active segment holds its `.log` file open (it writes and fsyncs it); a
+//! sealed segment holds none, its reads go through the map, which outlives the descriptor.
+//! Index files are opened only while they are read or written. Operations that write a sealed
+//! segment's `.log` (a truncation reaching into it) open it again ([`Segment::unseal`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -31,13 +36,80 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(u64, &str)> {
     Some((stem.parse().ok()?, ext))
 }
 
-fn open_rw(path: &Path, create: bool) -> io::Result<File> {
+/// Opens an existing `.log` file for reading and writing.
+fn open_log_rw(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+/// Opens an index file to write it, creating it when missing. The handle is closed again after
+/// the write: index files are not held open.
+fn open_index_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
-        .read(true)
         .write(true)
-        .create(create)
+        .create(true)
         .truncate(false)
         .open(path)
+}
+
+/// Index files at most this long are read into memory when a sealed segment is opened; longer
+/// ones are mapped. A map of a small file would cost a whole page and one of the process's
+/// `vm.max_map_count` maps (65530 by default) for a few entries.
+const INDEX_MAP_BYTES_MIN: u64 = PREALLOCATE_STEP_BYTES_MIN;
+
+/// Loads one index file with `parse` (which gets the bytes and whether they are mapped): mapped
+/// when `map` and the file is longer than [`INDEX_MAP_BYTES_MIN`], read into memory otherwise.
+/// The file is closed on return; a map stays valid without it. A missing file is damage: the
+/// caller rebuilds.
+fn load_index<T>(
+    path: &Path,
+    map: bool,
+    parse: impl FnOnce(Bytes, bool) -> Result<T, IndexDamage>,
+) -> io::Result<Result<T, IndexDamage>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(IndexDamage::Missing)),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let Ok(n) = usize::try_from(len) else {
+        return Ok(Err(IndexDamage::BadLength));
+    };
+    if map && len > INDEX_MAP_BYTES_MIN {
+        return Ok(parse(mmap::map_bytes(&file, len)?, true));
+    }
+    let mut bytes = vec![0u8; n];
+    file.read_exact_at(&mut bytes, 0)?;
+    Ok(parse(Bytes::from(bytes), false))
+}
+
+/// When [`Segment::write_indexes`] fsyncs an index file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexSync {
+    /// Never: entries on disk point at durable bytes, and recovery checks them anyway.
+    Never,
+    /// Each file this call writes.
+    Written,
+    /// Both files, written by this call or not (sealing: flushes wrote entries unsynced).
+    Both,
+}
+
+/// Brings one index file up to date: opens it only when `dirty` or when `sync` asks for an
+/// fsync of both files, runs `write`, fsyncs as `sync` says, and closes it.
+fn update_index_file(
+    path: &Path,
+    dirty: bool,
+    sync: IndexSync,
+    write: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<()> {
+    if !dirty && sync != IndexSync::Both {
+        return Ok(());
+    }
+    let file = open_index_file(path)?;
+    write(&file)?;
+    if sync != IndexSync::Never {
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// What the log learns about an entry it appended.
@@ -87,6 +159,43 @@ impl Growth {
     }
 }
 
+/// Loads a segment's two index files ([`load_index`]; mapped only when `sealed`). When either
+/// is damaged, both are rebuilt from the log: the result is then two empty tables and `true`.
+/// Batches do not carry their Raft index, so the base index comes from the `.index` header, or,
+/// when that is damaged, from `expected_base_index` (the previous segment's end); a first
+/// segment without either is [`StorageError::LostBaseIndex`].
+fn load_indexes(
+    (log_path, index_path, time_path): (&Path, &Path, &Path),
+    sealed: bool,
+    expected_base_index: Option<u64>,
+) -> Result<(OffsetIndex, TimeIndex, bool)> {
+    let action = |what: &str| format!("open segment {}: {what}", log_path.display());
+    let index = load_index(index_path, sealed, OffsetIndex::parse)
+        .map_err(|e| StorageError::io(action("read .index"), e))?;
+    let time_index = load_index(time_path, sealed, TimeIndex::parse)
+        .map_err(|e| StorageError::io(action("read .timeindex"), e))?;
+    let (index, time_index) = match (index, time_index) {
+        (Ok(i), Ok(t)) => return Ok((i, t, false)),
+        damaged => damaged,
+    };
+    let base_index = match (&index, expected_base_index) {
+        (Ok(i), _) => i.base_index(),
+        (Err(_), Some(b)) => b,
+        (Err(why), None) => {
+            return Err(StorageError::LostBaseIndex {
+                segment: log_path.to_path_buf(),
+                reason: format!("{why:?}"),
+            })
+        }
+    };
+    let why = index
+        .err()
+        .or(time_index.err())
+        .unwrap_or(IndexDamage::Missing);
+    tracing::warn!(segment = %log_path.display(), ?why, "rebuilding index files");
+    Ok((OffsetIndex::new(base_index), TimeIndex::new(), true))
+}
+
 /// Where a scan of a segment ended.
 #[derive(Debug)]
 enum ScanEnd {
@@ -111,15 +220,14 @@ pub(crate) struct Segment {
     pub max_timestamp: i64,
     /// When the segment started, for rolling by age (ms since the epoch).
     pub rolled_at_ms: i64,
-    pub sealed: bool,
     /// Bytes of log between two sparse index entries.
     index_interval: u64,
-    log: Arc<File>,
+    /// The open `.log` file: `Some` exactly while the segment is active. A sealed segment is
+    /// read through `map` alone and holds no file descriptor.
+    log: Option<Arc<File>>,
     map: Bytes,
     index: OffsetIndex,
     time_index: TimeIndex,
-    index_file: File,
-    time_file: File,
     pub log_path: PathBuf,
     index_path: PathBuf,
     time_path: PathBuf,
@@ -155,21 +263,22 @@ impl Segment {
             .map_err(|e| StorageError::io(action("open"), e))?;
         log.sync_all()
             .map_err(|e| StorageError::io(action("fsync"), e))?;
-        let index_file =
-            open_rw(&index_path, true).map_err(|e| StorageError::io(action("create .index"), e))?;
-        index_file
-            .set_len(0)
-            .map_err(|e| StorageError::io(action("reset .index"), e))?;
         let mut index = OffsetIndex::new(base_index);
-        index
-            .write_pending(&index_file)
-            .and_then(|()| index_file.sync_all())
+        open_index_file(&index_path)
+            .and_then(|f| {
+                f.set_len(0)?;
+                index.write_pending(&f)?;
+                f.sync_all()
+            })
             .map_err(|e| StorageError::io(action("write .index header"), e))?;
-        let time_file = open_rw(&time_path, true)
+        let mut time_index = TimeIndex::new();
+        open_index_file(&time_path)
+            .and_then(|f| {
+                f.set_len(0)?;
+                // Records the file's length, so that flushes open it only to add entries.
+                time_index.write_pending(&f)
+            })
             .map_err(|e| StorageError::io(action("create .timeindex"), e))?;
-        time_file
-            .set_len(0)
-            .map_err(|e| StorageError::io(action("reset .timeindex"), e))?;
         Ok(Segment {
             base_offset,
             next_offset: base_offset,
@@ -180,14 +289,11 @@ impl Segment {
             growth,
             max_timestamp: i64::MIN,
             rolled_at_ms: now_ms,
-            sealed: false,
             index_interval,
-            log,
+            log: Some(log),
             map: Bytes::new(),
             index,
-            time_index: TimeIndex::new(),
-            index_file,
-            time_file,
+            time_index,
             log_path,
             index_path,
             time_path,
@@ -218,63 +324,27 @@ impl Segment {
     ) -> Result<Self> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
         let action = |what: &str| format!("open segment {}: {what}", log_path.display());
-        let log = open_rw(&log_path, false)
-            .map(Arc::new)
-            .map_err(|e| StorageError::io(action("open"), e))?;
+        // A sealed segment is only read: its file is opened read-only and closed once mapped.
+        let log = if sealed {
+            File::open(&log_path)
+        } else {
+            open_log_rw(&log_path)
+        }
+        .map_err(|e| StorageError::io(action("open"), e))?;
         let file_len = log
             .metadata()
             .map_err(|e| StorageError::io(action("stat"), e))?
             .len();
-        let index_file =
-            open_rw(&index_path, true).map_err(|e| StorageError::io(action("open .index"), e))?;
-        let time_file = open_rw(&time_path, true)
-            .map_err(|e| StorageError::io(action("open .timeindex"), e))?;
-
-        let read_file = |f: &File| -> Result<Bytes> {
-            let len = f
-                .metadata()
-                .map_err(|e| StorageError::io(action("stat index"), e))?
-                .len();
-            if sealed {
-                mmap::map_bytes(f, len).map_err(|e| StorageError::io(action("map index"), e))
-            } else {
-                let mut v = vec![0u8; len as usize];
-                f.read_exact_at(&mut v, 0)
-                    .map_err(|e| StorageError::io(action("read index"), e))?;
-                Ok(Bytes::from(v))
-            }
-        };
-        let index = OffsetIndex::parse(read_file(&index_file)?, sealed);
-        let time_index = TimeIndex::parse(read_file(&time_file)?, sealed);
-
         let map =
             mmap::map_bytes(&log, file_len).map_err(|e| StorageError::io(action("map"), e))?;
-
+        let paths = (
+            log_path.as_path(),
+            index_path.as_path(),
+            time_path.as_path(),
+        );
+        let (index, time_index, rebuild) = load_indexes(paths, sealed, expected_base_index)?;
         // The first batch, if any, tells the segment's age.
         let first = BatchHeader::parse(&map[..map.len().min(HEADER_LEN)]).ok();
-        let (index, time_index, damaged) = match (index, time_index) {
-            (Ok(i), Ok(t)) => (i, t, None),
-            (i, t) => {
-                // Batches do not carry their Raft index: the `.index` header is where the base
-                // index lives, and the previous segment's end is the only other witness.
-                let base_index = match (&i, expected_base_index) {
-                    (Ok(i), _) => i.base_index(),
-                    (Err(_), Some(b)) => b,
-                    (Err(why), None) => {
-                        return Err(StorageError::LostBaseIndex {
-                            segment: log_path.clone(),
-                            reason: format!("{why:?}"),
-                        })
-                    }
-                };
-                let why = i.err().or(t.err()).unwrap_or(IndexDamage::Missing);
-                (OffsetIndex::new(base_index), TimeIndex::new(), Some(why))
-            }
-        };
-        if let Some(why) = damaged {
-            tracing::warn!(segment = %log_path.display(), ?why, "rebuilding index files");
-        }
-
         let mut seg = Segment {
             base_offset,
             next_offset: base_offset,
@@ -285,20 +355,29 @@ impl Segment {
             growth,
             max_timestamp: i64::MIN,
             rolled_at_ms: first.map_or(now_ms, |h| h.max_timestamp.min(now_ms)),
-            sealed,
             index_interval,
-            log,
+            log: (!sealed).then(|| Arc::new(log)),
             map,
             index,
             time_index,
-            index_file,
-            time_file,
             log_path,
             index_path,
             time_path,
         };
-        seg.recover(damaged.is_some())?;
+        seg.recover(rebuild)?;
         Ok(seg)
+    }
+
+    /// True once the segment is sealed: it is only read, and holds no file descriptor.
+    pub fn is_sealed(&self) -> bool {
+        self.log.is_none()
+    }
+
+    /// The active segment's open `.log` file.
+    fn active_log(&self) -> &Arc<File> {
+        self.log
+            .as_ref()
+            .expect("invariant: only the active segment is written, and it holds its file")
     }
 
     fn corrupt(&self, position: u64, reason: impl Into<String>) -> StorageError {
@@ -382,7 +461,7 @@ impl Segment {
                     start = Some(e);
                     break;
                 }
-                if self.sealed {
+                if self.is_sealed() {
                     return Err(self.corrupt(
                         e.position as u64,
                         "index entry of a sealed segment points at an invalid batch",
@@ -423,7 +502,7 @@ impl Segment {
                     self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
                 }
                 Err(reason) => {
-                    if self.sealed {
+                    if self.is_sealed() {
                         return Err(self.corrupt(pos, reason));
                     }
                     // A valid batch right after the bad one means this is not a torn tail.
@@ -452,7 +531,7 @@ impl Segment {
         let valid_end = match &end {
             ScanEnd::Clean(p) | ScanEnd::Torn(p, _) => *p,
         };
-        if self.sealed && valid_end != limit {
+        if self.is_sealed() && valid_end != limit {
             return Err(self.corrupt(valid_end, "sealed segment has bytes after its last batch"));
         }
         if let ScanEnd::Torn(p, reason) = &end {
@@ -461,11 +540,14 @@ impl Segment {
         self.size = valid_end;
         self.next_offset = offset;
         self.next_index = index;
-        if !self.sealed {
+        let sync = if self.is_sealed() {
+            IndexSync::Written
+        } else {
             self.wipe_after(valid_end)?;
-        }
+            IndexSync::Never
+        };
         // Persist rebuilt or trimmed indexes (they point at data just made durable).
-        self.write_indexes(self.sealed)?;
+        self.write_indexes(sync)?;
         Ok(())
     }
 
@@ -477,30 +559,32 @@ impl Segment {
         let action = |what: &str| format!("recover segment {}: {what}", self.log_path.display());
         // Drop the map before the file shrinks under it.
         self.map = Bytes::new();
-        self.log
-            .set_len(end)
-            .and_then(|()| self.log.sync_all())
+        let log = self.active_log();
+        log.set_len(end)
+            .and_then(|()| log.sync_all())
             .map_err(|e| StorageError::io(action("clear the tail"), e))?;
-        self.map =
-            mmap::map_bytes(&self.log, end).map_err(|e| StorageError::io(action("map"), e))?;
+        self.map = mmap::map_bytes(log, end).map_err(|e| StorageError::io(action("map"), e))?;
         self.capacity = end;
         Ok(())
     }
 
-    fn write_indexes(&mut self, sync: bool) -> Result<()> {
-        let action = format!("write index of segment {}", self.log_path.display());
-        self.index
-            .write_pending(&self.index_file)
-            .and_then(|()| self.time_index.write_pending(&self.time_file))
-            .and_then(|()| {
-                if sync {
-                    self.index_file.sync_all()?;
-                    self.time_file.sync_all()
-                } else {
-                    Ok(())
-                }
+    /// Writes every pending entry of both index files (and shortens a file longer than its
+    /// table), opening each file only when it has something to write or `sync` is
+    /// [`IndexSync::Both`], and closing it again.
+    fn write_indexes(&mut self, sync: IndexSync) -> Result<()> {
+        let (index, time_index) = (&mut self.index, &mut self.time_index);
+        update_index_file(&self.index_path, index.needs_write(), sync, |f| {
+            index.write_pending(f)
+        })
+        .and_then(|()| {
+            update_index_file(&self.time_path, time_index.needs_write(), sync, |f| {
+                time_index.write_pending(f)
             })
-            .map_err(|e| StorageError::io(action, e))
+        })
+        .map_err(|e| {
+            let action = format!("write index of segment {}", self.log_path.display());
+            StorageError::io(action, e)
+        })
     }
 
     /// Adds index entries for the batch with base offset `base_offset` and Raft index `index`
@@ -542,12 +626,13 @@ impl Segment {
             return Ok(());
         }
         let target = self.growth.next_len(self.capacity, needed);
+        let log = self.active_log();
         if self.growth.allocate {
-            mmap::preallocate(&self.log, target)?;
+            mmap::preallocate(log, target)?;
         } else {
-            self.log.set_len(target)?;
+            log.set_len(target)?;
         }
-        self.map = mmap::map_bytes(&self.log, target)?;
+        self.map = mmap::map_bytes(log, target)?;
         self.capacity = target;
         Ok(())
     }
@@ -561,7 +646,7 @@ impl Segment {
         term: i32,
         index: u64,
     ) -> io::Result<AppendInfo> {
-        debug_assert!(!self.sealed);
+        debug_assert!(!self.is_sealed());
         let len = bytes.len() as u64;
         self.reserve(len)?;
         let pos = self.size;
@@ -573,9 +658,9 @@ impl Segment {
         };
         self.note_index_point(pos, base_offset, index);
         let prefix = batch::stamp_prefix(base_offset, h.batch_len, term);
-        self.log.write_all_at(&prefix, pos)?;
-        self.log
-            .write_all_at(&bytes[prefix.len()..], pos + prefix.len() as u64)?;
+        let log = self.active_log();
+        log.write_all_at(&prefix, pos)?;
+        log.write_all_at(&bytes[prefix.len()..], pos + prefix.len() as u64)?;
         self.size += len;
         self.next_offset = stamped.next_offset();
         self.next_index = index + 1;
@@ -591,33 +676,45 @@ impl Segment {
 
     /// fdatasync of the log file, then the index entries that now point at durable data.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.log.sync_data()?;
+        self.active_log().sync_data()?;
         self.write_index_below(self.size)
     }
 
-    /// A handle on the log file for an fsync run outside the log's lock.
+    /// A handle on the active segment's log file for an fsync run outside the log's lock.
     pub fn file(&self) -> Arc<File> {
-        self.log.clone()
+        self.active_log().clone()
     }
 
     /// Writes the pending index entries that point at batches starting below `durable` (bytes
     /// known to be fsynced), keeping the rule that an index entry on disk points at durable data.
+    /// An index file is opened only when it has entries to write (not on every flush).
     pub fn write_index_below(&mut self, durable: u64) -> io::Result<()> {
         let durable = u32::try_from(durable).unwrap_or(u32::MAX);
         let n = self.index.count_below_position(durable);
-        self.index.write_pending_upto(&self.index_file, n)?;
+        let index = &mut self.index;
+        update_index_file(
+            &self.index_path,
+            index.needs_write_upto(n),
+            IndexSync::Never,
+            |f| index.write_pending_upto(f, n),
+        )?;
         // Time entries were pushed together with index entries; those up to the last written
         // index entry's offset are covered.
-        match self.index.written_last() {
-            Some(e) => self
-                .time_index
-                .write_pending_upto_offset(&self.time_file, e.rel_offset),
-            None => Ok(()),
-        }
+        let Some(rel) = self.index.written_last().map(|e| e.rel_offset) else {
+            return Ok(());
+        };
+        let time_index = &mut self.time_index;
+        update_index_file(
+            &self.time_path,
+            time_index.needs_write_upto_offset(rel),
+            IndexSync::Never,
+            |f| time_index.write_pending_upto_offset(f, rel),
+        )
     }
 
     /// Seals the (flushed) active segment: final time-index entry, indexes fsynced, the file
-    /// trimmed to its data and mapped again at that size.
+    /// trimmed to its data and mapped again at that size, then closed: a sealed segment is read
+    /// through its map and holds no file descriptor.
     pub fn seal(&mut self) -> Result<()> {
         if self.max_timestamp != i64::MIN {
             self.time_index.push(TimeEntry {
@@ -625,16 +722,16 @@ impl Segment {
                 rel_offset: (self.next_offset - self.base_offset) as u32,
             });
         }
-        self.write_indexes(true)?;
+        self.write_indexes(IndexSync::Both)?;
         let action = |what: &str| format!("seal segment {}: {what}", self.log_path.display());
-        self.log
-            .set_len(self.size)
-            .and_then(|()| self.log.sync_all())
+        let log = self.active_log();
+        log.set_len(self.size)
+            .and_then(|()| log.sync_all())
             .map_err(|e| StorageError::io(action("trim"), e))?;
-        self.map = mmap::map_bytes(&self.log, self.size)
-            .map_err(|e| StorageError::io(action("map"), e))?;
+        self.map =
+            mmap::map_bytes(log, self.size).map_err(|e| StorageError::io(action("map"), e))?;
         self.capacity = self.size;
-        self.sealed = true;
+        self.log = None;
         Ok(())
     }
 
@@ -646,24 +743,30 @@ impl Segment {
         self.index_interval = index_interval;
     }
 
-    /// Makes a sealed segment the active one again (after a truncation reached into it). Its
-    /// file holds exactly its data; the next append grows it.
-    pub fn unseal(&mut self) {
+    /// Makes a sealed segment the active one again (after a truncation reached into it): opens
+    /// its `.log` file for writing again. The file holds exactly its data; the next append
+    /// grows it.
+    pub fn unseal(&mut self) -> Result<()> {
         debug_assert_eq!(self.capacity, self.size);
-        self.sealed = false;
+        let log = open_log_rw(&self.log_path).map_err(|e| {
+            StorageError::io(format!("reopen segment {}", self.log_path.display()), e)
+        })?;
+        self.log = Some(Arc::new(log));
+        Ok(())
     }
 
     /// Removes every entry with Raft index `>= index` (which must be in this segment), leaving
     /// the segment active. Returns the bytes removed.
     pub fn truncate_from_index(&mut self, index: u64) -> Result<u64> {
         let (pos, h) = self.find_index(index)?;
-        if self.sealed {
-            self.unseal();
+        if self.is_sealed() {
+            self.unseal()?;
         }
         let removed = self.size - pos;
         let action = format!("truncate segment {}", self.log_path.display());
-        mmap::zero_range(&self.log, pos, removed)
-            .and_then(|()| self.log.sync_data())
+        let log = self.active_log();
+        mmap::zero_range(log, pos, removed)
+            .and_then(|()| log.sync_data())
             .map_err(|e| StorageError::io(action, e))?;
         self.size = pos;
         self.next_offset = h.base_offset;
@@ -682,7 +785,7 @@ impl Segment {
             self.max_timestamp = self.max_timestamp.max(hh.max_timestamp);
             p += hh.batch_len as u64;
         }
-        self.write_indexes(false)?;
+        self.write_indexes(IndexSync::Never)?;
         Ok(removed)
     }
 
