@@ -138,9 +138,9 @@ impl Liveness {
             .count()
     }
 
-    /// When an unhealthy group's first election on this node is due.
-    fn first_attempt(&self, group: GroupId, rank: usize, now: Instant) -> Instant {
-        let earliest = (self.started + self.dead_after).max(now);
+    /// When the first election on this node is due for a group unhealthy `from` on.
+    fn first_attempt(&self, group: GroupId, rank: usize, from: Instant) -> Instant {
+        let earliest = (self.started + self.dead_after).max(from);
         earliest + self.spread * rank as u32 + self.jitter(group, 0)
     }
 
@@ -188,9 +188,13 @@ impl Liveness {
                 return;
             }
             let live = |n: NodeId| peers.get(&n).is_some_and(|s| self.alive(s, now));
+            // A leader this replica just learned of (from its AppendEntries) claims the group in
+            // its next node heartbeat: give that a dead-after window before doubting it.
+            let learned = m.current_leader.is_some_and(|l| l != self.node && live(l));
+            let from = if learned { now + self.dead_after } else { now };
             let voters: Vec<NodeId> = membership.voter_ids().collect();
             let p = pending.entry(id).or_insert_with(|| Pending {
-                at: self.first_attempt(id, self.rank(id, &voters, live), now),
+                at: self.first_attempt(id, self.rank(id, &voters, live), from),
                 attempts: 0,
                 round: round_no,
             });

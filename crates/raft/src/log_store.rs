@@ -76,25 +76,32 @@ fn decode_committed(b: &[u8]) -> Option<LogId> {
     Some(log_id(term, index))
 }
 
-/// Opens (creating if needed) the committed-record file; a new file's directory entry is made
-/// durable.
-fn open_committed(path: &Path) -> Result<std::fs::File> {
-    let existed = path.exists();
+/// Creates the committed-record file if it does not exist and makes its directory entry
+/// durable. The file is not kept open: a replica holds no descriptor for it (thousands of
+/// replicas per node), each write opens it.
+fn create_committed(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
     let f = std::fs::OpenOptions::new()
-        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    if !existed {
-        f.sync_all()
-            .and_then(|()| {
-                std::fs::File::open(path.parent().unwrap_or_else(|| Path::new(".")))?.sync_all()
-            })
-            .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
-    }
-    Ok(f)
+        .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    f.sync_all()
+        .and_then(|()| {
+            std::fs::File::open(path.parent().unwrap_or_else(|| Path::new(".")))?.sync_all()
+        })
+        .map_err(|e| Error::io(format!("create {}", path.display()), e))
+}
+
+/// Opens the committed-record file for reading or writing.
+fn open_committed(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
 }
 
 /// Where a group keeps its files.
@@ -286,8 +293,6 @@ pub(crate) struct LogShared {
     pub(crate) inner: Mutex<LogInner>,
     /// Signalled whenever the state machine repositions the log after installing a snapshot.
     pub(crate) reset: Notify,
-    /// The committed-record file (see the module docs), written with positioned writes.
-    committed: std::fs::File,
 }
 
 impl LogShared {
@@ -318,7 +323,7 @@ impl LogShared {
         }
         let vote = read_meta::<Vote>(&paths.vote, "vote file")?;
         let last_purged = read_meta::<LogId>(&paths.purged, "purge-point file")?;
-        let committed = open_committed(&paths.committed)?;
+        create_committed(&paths.committed)?;
         Ok(Arc::new(LogShared {
             group,
             node,
@@ -329,7 +334,6 @@ impl LogShared {
                 last_purged,
             }),
             reset: Notify::new(),
-            committed,
         }))
     }
 
@@ -351,8 +355,8 @@ impl LogShared {
 
     /// Makes the last committed record durable (at shutdown; commits do not fsync it).
     pub(crate) fn sync_committed(&self) -> Result<()> {
-        self.committed
-            .sync_data()
+        open_committed(&self.paths.committed)
+            .and_then(|f| f.sync_data())
             .map_err(|e| Error::io(format!("fsync {}", self.paths.committed.display()), e))
     }
 
@@ -366,9 +370,8 @@ impl LogShared {
         use std::os::unix::fs::FileExt;
         debug_assert_may_block("read committed record");
         let mut b = [0u8; COMMITTED_RECORD_BYTES];
-        let n = self
-            .committed
-            .read_at(&mut b, 0)
+        let n = open_committed(&self.paths.committed)
+            .and_then(|f| f.read_at(&mut b, 0))
             .map_err(|e| Error::io(format!("read {}", self.paths.committed.display()), e))?;
         let Some(c) = decode_committed(&b[..n]) else {
             if n > 0 {
@@ -754,9 +757,8 @@ impl<C: SkeinTypes> RaftLogStorage<C> for LogStore<C> {
             return Ok(());
         };
         // A positioned write into the page cache, no fsync: see the module docs.
-        self.shared
-            .committed
-            .write_all_at(&encode_committed(c), 0)
+        open_committed(&self.shared.paths.committed)
+            .and_then(|f| f.write_all_at(&encode_committed(c), 0))
             .map_err(|e| StoreError::from(StorageIOError::write(AnyError::new(&e))))
     }
 
