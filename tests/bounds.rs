@@ -117,6 +117,9 @@ async fn the_peer_port_refuses_metadata_commands_no_client_or_node_would_send() 
             leader: 7,
             term: 99,
         },
+        MetaCommand::SetLeaders {
+            leaders: vec![(1, 1, 99), (1, 7, 99)],
+        },
     ];
     for cmd in &refused {
         let e = propose(peer, cmd).await.expect_err("refused");

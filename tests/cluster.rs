@@ -7,7 +7,7 @@ use skein_client::{Admin, NewTopic, Producer, ProducerConfig, ProducerRecord};
 use skein_proto::v1 as pb;
 use skein_record::BatchIter;
 use skein_tests::process::ProcessCluster;
-use skein_tests::{channel, client, consume_all, TestCluster};
+use skein_tests::{channel, client, consume_all, create_topic, TestCluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_replicate_100k_records_none_missing_none_duplicated_in_order() {
@@ -196,4 +196,84 @@ async fn leader_killed_during_produce_every_acknowledged_record_present_exactly_
         offset = p.next_offset;
     }
     assert_eq!(got, total);
+}
+
+/// `(leader, leader_term)` of each partition of `topic` as node `i` describes it (empty when it
+/// does not answer).
+async fn described_leaders(c: &TestCluster, i: usize, topic: &str) -> Vec<(u64, u64)> {
+    let mut m = pb::metadata_service_client::MetadataServiceClient::new(c.channel(i).await);
+    let Ok(r) = m
+        .metadata(pb::MetadataRequest {
+            topics: vec![topic.into()],
+        })
+        .await
+    else {
+        return Vec::new();
+    };
+    r.into_inner()
+        .topics
+        .first()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.leader, p.leader_term))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until every node describes each of the `partitions` partitions of `topic` with a
+/// leader and term that `want(partition, (leader, term))` accepts; returns node 1's view.
+async fn wait_for_leaders(
+    c: &TestCluster,
+    topic: &str,
+    partitions: usize,
+    want: impl Fn(usize, (u64, u64)) -> bool,
+) -> Vec<(u64, u64)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut views = Vec::new();
+        for i in 0..c.nodes.len() {
+            views.push(described_leaders(c, i, topic).await);
+        }
+        let agreed = views
+            .iter()
+            .all(|v| v.len() == partitions && v.iter().enumerate().all(|(p, l)| want(p, *l)));
+        if agreed {
+            return views.swap_remove(0);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes' views of {topic}'s leaders: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_without_a_replica_learn_every_new_leader_term_from_the_metadata() {
+    let mut c = TestCluster::start(3).await;
+    // One replica per partition, one partition per node: two nodes of three know each
+    // partition's leader only from the leadership reports in the metadata.
+    let info = create_topic(&c, 0, "hints", 3, 1).await;
+    let holders: Vec<u64> = info.partitions.iter().map(|p| p.replicas[0]).collect();
+    let mut sorted = holders.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [1, 2, 3], "one partition per node");
+    let before = wait_for_leaders(&c, "hints", 3, |p, (leader, term)| {
+        leader == holders[p] && term >= 1
+    })
+    .await;
+
+    // Partition 0's only replica restarts and leads it again in a newer term.
+    let h = holders[0] as usize - 1;
+    c.nodes[h].stop().await;
+    c.nodes[h].start().await;
+    c.wait_ready(h).await;
+    let old_term = before[0].1;
+    let after = wait_for_leaders(&c, "hints", 3, |p, (leader, term)| {
+        leader == holders[p] && (p != 0 || term > old_term)
+    })
+    .await;
+    assert!(after[0].1 > old_term, "{before:?} then {after:?}");
 }

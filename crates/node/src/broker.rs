@@ -15,12 +15,15 @@ use skein_raft::{
 use skein_storage::LogConfig;
 use tokio::sync::Notify;
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
 
 use crate::config::NodeConfig;
 use crate::error::{NodeError, Result};
 use crate::metrics::{Metrics, PartitionGauge};
 use crate::supervise::DownReplicas;
 use crate::topics::topic_log_config;
+
+mod leadership;
 
 /// A local partition replica and where it belongs.
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub struct Broker {
     replicas: RwLock<HashMap<GroupId, LocalReplica>>,
     /// Woken whenever the applied metadata changes.
     pub(crate) metadata_changed: Notify,
+    /// Wakes the leadership reporter before its next pass is due.
+    leadership_wake: Notify,
     pub(crate) metrics: Metrics,
     registered: AtomicBool,
     reconciled: AtomicBool,
@@ -70,6 +75,17 @@ pub struct Broker {
     /// Replicas out of service (stopped on a fatal error or failed to open), reopened with
     /// backoff by the reconciler.
     down: DownReplicas,
+}
+
+/// What [`Broker::ensure_replica`] did to a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ensured {
+    /// Opened it (it was not open).
+    Opened,
+    /// Left it as it is, or applied its topic's changed settings.
+    Kept,
+    /// It refuses its topic's changed settings: tried again on the next pass.
+    Retry,
 }
 
 /// What the metadata asks of this node for one partition group.
@@ -103,12 +119,19 @@ fn partition_dir(config: &NodeConfig, topic: &str, partition: u32, group: GroupI
         .join(format!("{topic}-{partition}.g{group}"))
 }
 
+/// Largest metadata command batch.
+const METADATA_BATCH_BYTES_MAX: u32 = 4 << 20;
+
+// A full leadership report fits a batch: three varints of at most 10 bytes per entry.
+const _: () =
+    assert!(MetaCommand::LEADERS_PER_COMMAND_MAX * 30 + 1024 <= METADATA_BATCH_BYTES_MAX as usize);
+
 /// Log settings of the metadata group: small segments, fsync of every batch (metadata writes
 /// are rare and must not be lost).
 fn metadata_log_config() -> LogConfig {
     LogConfig {
         segment_bytes_max: 16 << 20,
-        batch_bytes_max: 4 << 20,
+        batch_bytes_max: METADATA_BATCH_BYTES_MAX,
         flush: skein_storage::FlushPolicy::EveryBatch,
         retention: skein_storage::Retention::default(),
         segment_age_max: None,
@@ -151,6 +174,7 @@ impl Broker {
             cache: RwLock::new(cache),
             replicas: RwLock::new(HashMap::new()),
             metadata_changed: Notify::new(),
+            leadership_wake: Notify::new(),
             metrics: Metrics::new(),
             registered: AtomicBool::new(false),
             reconciled: AtomicBool::new(false),
@@ -292,6 +316,21 @@ impl Broker {
                 what: format!("{topic}/{partition}"),
             }),
         }
+    }
+
+    /// Runs `f` over the local replicas under the map's read lock, without copying them (`f`
+    /// must be quick: the reconciler waits for the lock to open or retire a replica).
+    fn with_replicas<R>(&self, f: impl FnOnce(&HashMap<GroupId, LocalReplica>) -> R) -> R {
+        f(&self
+            .replicas
+            .read()
+            .expect("invariant: replica map lock is never poisoned"))
+    }
+
+    /// Has the leadership reporter look over the local replicas now, and again soon while some
+    /// has no leader yet (after replicas were opened).
+    fn wake_leadership_reporter(&self) {
+        self.leadership_wake.notify_one();
     }
 
     /// Local replicas, for metrics and status.
@@ -522,14 +561,35 @@ impl Broker {
         }
     }
 
-    /// Starts and stops local replicas as the metadata says, forever.
+    /// Starts and stops local replicas as the metadata says, until the broker stops; starts the
+    /// task that reports this node's leaderships (`broker/leadership.rs`).
+    ///
+    /// A pass runs on every metadata change and once a second: it opens the replicas the
+    /// metadata places here, applies changed topic settings, removes the replicas of deleted
+    /// topics, retires replicas whose group stopped and reopens down ones after their backoff.
+    /// A timed pass is skipped while the metadata is the one a pass settled (nothing left to
+    /// retry: no replica down, every setting applied, every group formed) and no replica stopped
+    /// since: it would find nothing to do.
     pub async fn reconcile_loop(self: Arc<Self>) {
+        let span = tracing::info_span!("leadership", node = self.node_id());
+        tokio::spawn(leadership::run(self.clone()).instrument(span));
+        // The metadata of the last pass that left nothing to retry.
+        let mut settled: Option<Arc<ClusterMetadata>> = None;
         loop {
             let notified = self.metadata_changed.notified();
-            if let Err(e) = self.reconcile().await {
-                tracing::warn!(error = %e, "reconciling local replicas; will retry");
-                let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
-                continue;
+            let meta = self.metadata();
+            let unchanged = settled.as_ref().is_some_and(|s| Arc::ptr_eq(s, &meta));
+            if !(unchanged && self.none_stopped().await) {
+                settled = None;
+                match self.reconcile(&meta).await {
+                    Ok(true) => settled = Some(meta),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reconciling local replicas; will retry");
+                        let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+                        continue;
+                    }
+                }
             }
             if self.registered.load(Ordering::Acquire) {
                 self.reconciled.store(true, Ordering::Release);
@@ -542,27 +602,41 @@ impl Broker {
         }
     }
 
-    async fn reconcile(self: &Arc<Self>) -> Result<()> {
-        let meta = self.metadata();
-        let wanted = self.wanted(&meta);
+    /// Retires the replicas whose group stopped; whether none is down now.
+    async fn none_stopped(&self) -> bool {
+        self.retire_stopped().await;
+        self.down.count() == 0
+    }
+
+    /// One pass; whether it settled `meta` (nothing left to retry until the metadata changes or
+    /// a replica stops).
+    async fn reconcile(&self, meta: &ClusterMetadata) -> Result<bool> {
+        let wanted = self.wanted(meta);
         self.remove_gone(&wanted).await;
         self.retire_stopped().await;
         self.down.retain(|g| wanted.contains_key(&g));
         let now = std::time::Instant::now();
+        let (mut settled, mut opened) = (true, false);
         for (gid, w) in wanted {
             if !self.down.may_open(gid, now) {
                 continue;
             }
             match self.ensure_replica(gid, &w).await {
-                Ok(replica) => {
+                Ok((replica, ensured)) => {
                     self.down.clear(gid);
-                    self.form_group(&replica, &w, &meta).await;
+                    opened |= ensured == Ensured::Opened;
+                    settled &= ensured != Ensured::Retry;
+                    settled &= self.form_group(&replica, &w, meta).await;
                 }
                 Err(e) => self.mark_down(gid, &w.topic, w.partition, e.to_string()),
             }
         }
-        self.metrics.set_replicas_down(self.down.count());
-        Ok(())
+        let down = self.down.count();
+        self.metrics.set_replicas_down(down);
+        if opened {
+            self.wake_leadership_reporter();
+        }
+        Ok(settled && down == 0)
     }
 
     /// The partition groups the metadata places on this node.
@@ -660,7 +734,7 @@ impl Broker {
     }
 
     /// The local replica of `gid`, opened (or created) when this node has none yet.
-    async fn ensure_replica(self: &Arc<Self>, gid: GroupId, w: &Wanted) -> Result<LocalReplica> {
+    async fn ensure_replica(&self, gid: GroupId, w: &Wanted) -> Result<(LocalReplica, Ensured)> {
         let existing = self
             .replicas
             .read()
@@ -690,20 +764,19 @@ impl Broker {
             .write()
             .expect("invariant: replica map lock is never poisoned")
             .insert(gid, r.clone());
-        tokio::spawn(self.clone().report_leadership(r.clone()));
         tracing::info!(topic = %w.topic, partition = w.partition, group = gid, "opened replica");
-        Ok(r)
+        Ok((r, Ensured::Opened))
     }
 
     /// Applies a topic's changed log settings (`skein topic alter-config`) to its running
     /// replica; a replica that refuses them keeps its settings (tried again on the next pass).
-    async fn reconfigure(&self, mut r: LocalReplica, w: &Wanted) -> LocalReplica {
+    async fn reconfigure(&self, mut r: LocalReplica, w: &Wanted) -> (LocalReplica, Ensured) {
         if r.log == w.log {
-            return r;
+            return (r, Ensured::Kept);
         }
         if let Err(e) = r.group.set_log_config(w.log.clone()).await {
             tracing::warn!(topic = %w.topic, partition = w.partition, error = %e, "applying the topic's changed settings; will retry");
-            return r;
+            return (r, Ensured::Retry);
         }
         tracing::info!(topic = %w.topic, partition = w.partition, "applied the topic's changed settings");
         r.log = w.log.clone();
@@ -711,17 +784,22 @@ impl Broker {
             .write()
             .expect("invariant: replica map lock is never poisoned")
             .insert(r.group.id(), r.clone());
-        r
+        (r, Ensured::Kept)
     }
 
-    /// The preferred leader (first replica) forms a new group with its replicas.
-    async fn form_group(&self, replica: &LocalReplica, w: &Wanted, meta: &ClusterMetadata) {
+    /// The preferred leader (first replica) forms a new group with its replicas; whether nothing
+    /// is left to try (formed, or not this node's to form).
+    async fn form_group(&self, replica: &LocalReplica, w: &Wanted, meta: &ClusterMetadata) -> bool {
         if w.replicas.first() != Some(&self.node_id()) || replica.group.leader().is_some() {
-            return;
+            return true;
         }
-        let initialized = replica.group.raft().is_initialized().await.unwrap_or(true);
-        if initialized {
-            return;
+        match replica.group.raft().is_initialized().await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(topic = %w.topic, partition = w.partition, error = %e, "checking whether a partition group is formed; will retry");
+                return false;
+            }
         }
         let members: BTreeMap<NodeId, skein_raft::Node> = w
             .replicas
@@ -735,60 +813,18 @@ impl Broker {
             })
             .collect();
         if let Err(e) = replica.group.initialize(members).await {
-            tracing::debug!(topic = %w.topic, partition = w.partition, error = %e, "partition group already formed");
+            // Formed meanwhile, or failed: the next pass looks again.
+            tracing::debug!(topic = %w.topic, partition = w.partition, error = %e, "forming a partition group");
+            return false;
         }
-    }
-
-    /// Records in the metadata which node leads a local partition, whenever this node becomes
-    /// its leader (a hint for clients of nodes without a replica).
-    async fn report_leadership(self: Arc<Self>, r: LocalReplica) {
-        let mut m = r.group.raft().metrics();
-        let mut reported = 0u64;
-        loop {
-            let (leader, term) = {
-                let x = m.borrow();
-                (x.current_leader, x.current_term)
-            };
-            if leader == Some(self.node_id()) && term > reported {
-                let known = self.metadata().leaders.get(&r.group.id()).copied();
-                if known.is_some_and(|(n, t)| n == self.node_id() && t >= term) {
-                    reported = term;
-                } else {
-                    let cmd = MetaCommand::SetLeader {
-                        group: r.group.id(),
-                        leader: self.node_id(),
-                        term,
-                    };
-                    match self.propose_patiently(&cmd, Duration::from_secs(5)).await {
-                        Ok(_) => reported = term,
-                        Err(e) => {
-                            tracing::debug!(topic = %r.topic, partition = r.partition, error = %e, "reporting leadership; will retry")
-                        }
-                    }
-                }
-            }
-            if self.stopping.load(Ordering::Acquire) {
-                return;
-            }
-            let still_local = self
-                .replicas
-                .read()
-                .expect("invariant: replica map lock is never poisoned")
-                .contains_key(&r.group.id());
-            if !still_local {
-                return;
-            }
-            match tokio::time::timeout(Duration::from_secs(1), m.changed()).await {
-                Ok(Err(_)) => return,
-                _ => continue,
-            }
-        }
+        true
     }
 
     /// Stops accepting work and closes every group (flushing logs).
     pub async fn shutdown(&self) -> Result<()> {
         self.stopping.store(true, Ordering::Release);
         self.metadata_changed.notify_waiters();
+        self.wake_leadership_reporter();
         self.registry.shutdown().await.map_err(NodeError::from)
     }
 }

@@ -81,7 +81,8 @@ const _: () = assert!(crate::core::PARTITIONS_MAX as usize <= skein_raft::TOPIC_
 ///   count);
 /// - a node registering itself: a configured node id with its configured peer address
 ///   (`peers`, the same on every node), so that no one re-registers another node elsewhere;
-/// - a partition leader reporting its leadership (the metadata checks it holds a replica).
+/// - a partition leader reporting its leadership, alone or in a batch of at most
+///   [`MetaCommand::LEADERS_PER_COMMAND_MAX`] (the metadata checks each holds a replica).
 ///
 /// The metadata state machine then validates every command again ([`MetaCommand::validate`]).
 pub fn check_forwarded(
@@ -132,6 +133,19 @@ pub fn check_forwarded(
             Err(format!("node {leader} is not a configured peer"))
         }
         MetaCommand::SetLeader { .. } => Ok(()),
+        MetaCommand::SetLeaders { leaders } => {
+            if leaders.len() > MetaCommand::LEADERS_PER_COMMAND_MAX {
+                return Err(format!(
+                    "a node reports at most {} leaderships at a time, not {}",
+                    MetaCommand::LEADERS_PER_COMMAND_MAX,
+                    leaders.len()
+                ));
+            }
+            match leaders.iter().find(|(_, l, _)| !peers.contains_key(l)) {
+                Some((_, leader, _)) => Err(format!("node {leader} is not a configured peer")),
+                None => Ok(()),
+            }
+        }
         MetaCommand::AllocateProducerIds { count: 1 } => Ok(()),
         MetaCommand::AllocateProducerIds { count } => Err(format!(
             "a client allocates one producer id at a time, not {count}"
@@ -205,6 +219,9 @@ mod tests {
             leader: 2,
             term: 3,
         });
+        ok(MetaCommand::SetLeaders {
+            leaders: vec![(1, 2, 3), (2, 1, 3)],
+        });
         ok(MetaCommand::AllocateProducerIds { count: 1 });
         ok(MetaCommand::AlterTopicConfig {
             name: "orders".into(),
@@ -237,6 +254,14 @@ mod tests {
             term: 1
         })
         .contains("not a configured peer"));
+        assert!(no(MetaCommand::SetLeaders {
+            leaders: vec![(1, 2, 3), (2, 9, 3)]
+        })
+        .contains("node 9 is not a configured peer"));
+        assert!(no(MetaCommand::SetLeaders {
+            leaders: vec![(1, 2, 3); MetaCommand::LEADERS_PER_COMMAND_MAX + 1]
+        })
+        .contains("at most"));
         assert!(no(MetaCommand::AllocateProducerIds { count: 1_000 }).contains("one producer id"));
     }
 }

@@ -2,7 +2,7 @@
 //! replicated by its own Raft group over the same log machinery as partitions. A command is a
 //! data batch of one record whose value is the postcard-encoded [`MetaCommand`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 
 use bytes::Bytes;
@@ -92,6 +92,14 @@ pub enum MetaCommand {
         /// The overrides to set.
         configs: BTreeMap<String, String>,
     },
+    /// Records the leaders of several partition groups at once, each entry as
+    /// [`MetaCommand::SetLeader`] does: recorded when its term is newer than the one recorded,
+    /// ignored when its group is unknown. From 1 to [`MetaCommand::LEADERS_PER_COMMAND_MAX`]
+    /// entries. (Appended last: the variants' order is their encoding in existing logs.)
+    SetLeaders {
+        /// `(group, leader, term)` of each partition group.
+        leaders: Vec<(GroupId, NodeId, u64)>,
+    },
 }
 
 /// What applying a [`MetaCommand`] did.
@@ -164,6 +172,9 @@ pub const ADDR_BYTES_MAX: usize = 255;
 pub const PRODUCER_IDS_ALLOCATION_MAX: u32 = 1000;
 
 impl MetaCommand {
+    /// Most entries of one [`MetaCommand::SetLeaders`]; a larger report is split.
+    pub const LEADERS_PER_COMMAND_MAX: usize = 1000;
+
     /// Checks the command against the rules of the metadata `m` it would apply to: names and
     /// addresses well formed, counts within limits, replicas on registered nodes, a leader among
     /// its partition's replicas, a node's peer address fixed once registered and owned by one
@@ -191,21 +202,16 @@ impl MetaCommand {
                 group,
                 leader,
                 term,
-            } => {
-                let assignment = m
-                    .topics
-                    .values()
-                    .flat_map(|t| t.partitions.iter())
-                    .find(|p| p.group == *group);
-                match assignment {
-                    // A topic deleted meanwhile: harmless, ignored when applied.
-                    None => Ok(()),
-                    Some(_) if *term == 0 => Err("a leader's term is at least 1".into()),
-                    Some(p) if !p.replicas.contains(leader) => Err(format!(
-                        "node {leader} holds no replica of partition group {group}"
-                    )),
-                    Some(_) => Ok(()),
+            } => validate_leaders(m, &[(*group, *leader, *term)]),
+            MetaCommand::SetLeaders { leaders } => {
+                if leaders.is_empty() || leaders.len() > Self::LEADERS_PER_COMMAND_MAX {
+                    return Err(format!(
+                        "{} leaders in one command; from 1 to {}",
+                        leaders.len(),
+                        Self::LEADERS_PER_COMMAND_MAX
+                    ));
                 }
+                validate_leaders(m, leaders)
             }
             MetaCommand::AllocateProducerIds { count } => {
                 if *count == 0 || *count > PRODUCER_IDS_ALLOCATION_MAX {
@@ -237,6 +243,61 @@ impl MetaCommand {
                 validate_configs(&merged)
             }
         }
+    }
+}
+
+/// Each leader holds a replica of its partition group, in a term of at least 1. Groups the
+/// metadata does not know (a topic deleted meanwhile) are harmless: ignored when applied.
+fn validate_leaders(
+    m: &ClusterMetadata,
+    leaders: &[(GroupId, NodeId, u64)],
+) -> std::result::Result<(), String> {
+    let replicas = replicas_of(&m.topics, leaders.iter().map(|(g, _, _)| *g));
+    for (group, leader, term) in leaders {
+        let Some(r) = replicas.get(group) else {
+            continue;
+        };
+        if *term == 0 {
+            return Err(format!(
+                "a leader's term is at least 1 (partition group {group})"
+            ));
+        }
+        if !r.contains(leader) {
+            return Err(format!(
+                "node {leader} holds no replica of partition group {group}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The replicas of each of `groups` that a topic has, found in one pass over the partitions.
+fn replicas_of(
+    topics: &BTreeMap<String, TopicInfo>,
+    groups: impl Iterator<Item = GroupId>,
+) -> BTreeMap<GroupId, &[NodeId]> {
+    let wanted: BTreeSet<GroupId> = groups.collect();
+    let mut found = BTreeMap::new();
+    for p in topics.values().flat_map(|t| t.partitions.iter()) {
+        if found.len() == wanted.len() {
+            break;
+        }
+        if wanted.contains(&p.group) {
+            found.insert(p.group, p.replicas.as_slice());
+        }
+    }
+    found
+}
+
+/// Records `leader` of `group` in `term` unless a term at least as new is recorded.
+fn record_leader(
+    leaders: &mut BTreeMap<GroupId, (NodeId, u64)>,
+    group: GroupId,
+    leader: NodeId,
+    term: u64,
+) {
+    if leaders.get(&group).is_none_or(|(_, t)| term > *t) {
+        leaders.insert(group, (leader, term));
     }
 }
 
@@ -449,9 +510,17 @@ impl ClusterMetadata {
                     .topics
                     .values()
                     .any(|t| t.partitions.iter().any(|p| p.group == group));
-                let newer = self.leaders.get(&group).is_none_or(|(_, t)| term > *t);
-                if exists && newer {
-                    self.leaders.insert(group, (leader, term));
+                if exists {
+                    record_leader(&mut self.leaders, group, leader, term);
+                }
+                MetaOutcome::Ok
+            }
+            MetaCommand::SetLeaders { leaders } => {
+                let known = replicas_of(&self.topics, leaders.iter().map(|(g, _, _)| *g));
+                for (group, leader, term) in leaders {
+                    if known.contains_key(&group) {
+                        record_leader(&mut self.leaders, group, leader, term);
+                    }
                 }
                 MetaOutcome::Ok
             }
@@ -757,6 +826,113 @@ mod tests {
             MetaOutcome::Ok
         );
         assert!(!m.leaders.contains_key(&77));
+    }
+
+    #[test]
+    fn set_leaders_records_each_newer_term_and_ignores_older_ones() {
+        let mut m = with_nodes(3);
+        let created = apply(
+            &mut m,
+            &MetaCommand::CreateTopic {
+                name: "t".into(),
+                replicas: vec![vec![1, 2, 3]; 3],
+                configs: BTreeMap::new(),
+            },
+        );
+        assert_eq!(
+            created,
+            MetaOutcome::TopicCreated {
+                groups: vec![1, 2, 3]
+            }
+        );
+        // An old log's single report still applies.
+        let old = MetaCommand::SetLeader {
+            group: 1,
+            leader: 1,
+            term: 5,
+        };
+        assert_eq!(apply(&mut m, &old), MetaOutcome::Ok);
+        let batch = MetaCommand::SetLeaders {
+            leaders: vec![
+                // Older than the recorded term 5: ignored.
+                (1, 2, 4),
+                (2, 3, 2),
+                // A later entry of the same group with a newer term wins; an older one does not.
+                (2, 1, 3),
+                (2, 2, 1),
+                (3, 2, 7),
+                // A group of a deleted topic: ignored.
+                (99, 1, 1),
+            ],
+        };
+        assert_eq!(apply(&mut m, &batch), MetaOutcome::Ok);
+        assert_eq!(
+            m.leaders,
+            BTreeMap::from([(1, (1, 5)), (2, (1, 3)), (3, (2, 7))])
+        );
+        // The same term again changes nothing; a newer one replaces.
+        let again = MetaCommand::SetLeaders {
+            leaders: vec![(3, 3, 7), (1, 3, 6)],
+        };
+        assert_eq!(apply(&mut m, &again), MetaOutcome::Ok);
+        assert_eq!(
+            m.leaders,
+            BTreeMap::from([(1, (3, 6)), (2, (1, 3)), (3, (2, 7))])
+        );
+    }
+
+    #[test]
+    fn set_leaders_with_one_bad_entry_or_too_many_changes_nothing() {
+        let mut m = with_nodes(3);
+        apply(
+            &mut m,
+            &MetaCommand::CreateTopic {
+                name: "t".into(),
+                replicas: vec![vec![1, 2], vec![2, 3]],
+                configs: BTreeMap::new(),
+            },
+        );
+        let set = |leaders: Vec<(GroupId, NodeId, u64)>| MetaCommand::SetLeaders { leaders };
+        let before = m.leaders.clone();
+        refused(
+            apply(&mut m, &set(vec![(1, 1, 2), (2, 1, 2)])),
+            "no replica",
+        );
+        refused(apply(&mut m, &set(vec![(1, 1, 2), (2, 2, 0)])), "term");
+        refused(apply(&mut m, &set(vec![])), "leaders in one command");
+        let too_many = vec![(1, 1, 2); MetaCommand::LEADERS_PER_COMMAND_MAX + 1];
+        refused(apply(&mut m, &set(too_many)), "leaders in one command");
+        assert_eq!(m.leaders, before);
+        let most = vec![(1, 2, 2); MetaCommand::LEADERS_PER_COMMAND_MAX];
+        assert_eq!(apply(&mut m, &set(most)), MetaOutcome::Ok);
+        assert_eq!(m.leaders[&1], (2, 2));
+    }
+
+    #[test]
+    fn existing_commands_keep_their_encoding() {
+        // Logs hold postcard-encoded commands: a variant's index is its first byte, so new
+        // variants go last and old ones never move.
+        let old = MetaCommand::SetLeader {
+            group: 1,
+            leader: 2,
+            term: 3,
+        };
+        assert_eq!(encode(&old), [3, 1, 2, 3]);
+        assert_eq!(
+            encode(&MetaCommand::AlterTopicConfig {
+                name: "t".into(),
+                configs: BTreeMap::new()
+            })[0],
+            5
+        );
+        let new = MetaCommand::SetLeaders {
+            leaders: vec![(1, 2, 3)],
+        };
+        assert_eq!(encode(&new), [6, 1, 1, 2, 3]);
+        assert_eq!(
+            decode::<MetaCommand>("c", &encode(&new)).expect("decodes"),
+            new
+        );
     }
 
     #[test]
