@@ -97,11 +97,13 @@ pub struct Limits {
 /// Raft timing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftTiming {
-    /// Lower bound of the randomized election timeout.
+    /// A peer node silent for this long plus `heartbeat_interval` counts as dead: the groups it
+    /// led elect new leaders.
     pub election_timeout_min: Duration,
-    /// Upper bound of the randomized election timeout.
+    /// With `election_timeout_min`, sets the pause between the election attempts of a group's
+    /// voters (`max - min`).
     pub election_timeout_max: Duration,
-    /// Leader heartbeat interval.
+    /// Interval between node heartbeats (one per peer node, for all groups at once).
     pub heartbeat_interval: Duration,
 }
 
@@ -142,9 +144,13 @@ impl Default for NodeConfig {
                 peer_connections_max: 256,
             },
             raft: RaftTiming {
-                election_timeout_min: Duration::from_millis(300),
-                election_timeout_max: Duration::from_millis(600),
-                heartbeat_interval: Duration::from_millis(100),
+                // Groups are quiescent (crates/raft/src/liveness.rs): these set the node
+                // heartbeat (one message per peer for all groups, plus a scan of every local
+                // group) and how long a silent node is given (min + heartbeat) before its groups
+                // elect elsewhere. See docs/design/003-quiescent-groups.md.
+                election_timeout_min: Duration::from_millis(1000),
+                election_timeout_max: Duration::from_millis(2000),
+                heartbeat_interval: Duration::from_millis(250),
             },
         }
     }

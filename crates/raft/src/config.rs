@@ -120,8 +120,8 @@ impl RaftConfig {
     /// `liveness.rs`), so its timers only set two things: its leader lease (a voter refuses a
     /// candidate while it heard from its leader within `election_timeout_max`), which is the
     /// dead-after window so that an election after a node's death is never refused; and how
-    /// often each group's idle tick task wakes (1.5 x `heartbeat_interval`), kept just below
-    /// the lease so that thousands of idle groups wake rarely. `heartbeat_interval` is also
+    /// often each group's idle tick task wakes (1.5 x `heartbeat_interval`; ticks are off, but the
+    /// task still sleeps and wakes), kept just below the lease so that idle groups wake rarely.
     /// openraft's timeout of one AppendEntries or Vote call.
     pub(crate) fn openraft_config(&self, cluster_name: String) -> Result<openraft::Config> {
         let lease = self.dead_after().as_millis() as u64;
@@ -132,6 +132,10 @@ impl RaftConfig {
             heartbeat_interval: lease - 2,
             enable_heartbeat: false,
             enable_elect: false,
+            // The tick only drives those two and a leader's step-down after a membership change
+            // that removes it (Skein changes no group's membership): without it an idle group's
+            // core never wakes.
+            enable_tick: false,
             install_snapshot_timeout: self.snapshot_timeout_ms,
             max_payload_entries: self.append_entries_max,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(

@@ -31,7 +31,7 @@ use skein_proto::v1 as pb;
 use skein_proto::v1::raft_transport_client::RaftTransportClient;
 
 use crate::config::RaftConfig;
-use crate::registry::{GroupRef, Registry, Route};
+use crate::registry::{GroupRef, Registry};
 use crate::types::{GroupId, NodeId};
 
 /// What this node last heard from a peer node.
@@ -60,6 +60,29 @@ pub(crate) struct Liveness {
     spread: Duration,
     peers: Mutex<HashMap<NodeId, Seen>>,
     pending: Mutex<HashMap<GroupId, Pending>>,
+    views: Arc<Mutex<Views>>,
+}
+
+/// What liveness needs of one local group, kept up to date by a task per group that wakes only
+/// when the group's server state, vote or membership changes ([`watch_group`]): a round reads
+/// this compact table instead of every group's openraft metrics (thousands of cold cache lines).
+#[derive(Debug)]
+struct View {
+    leads: bool,
+    term: u64,
+    leader: Option<NodeId>,
+    /// The voters, when this node is one of them (else empty).
+    voters: Vec<NodeId>,
+    /// Which watcher wrote this view (a reopened group gets a new one).
+    generation: u64,
+}
+
+/// The views of the local groups and the addresses of the peers in their memberships.
+#[derive(Debug, Default)]
+struct Views {
+    groups: HashMap<GroupId, View>,
+    peer_addrs: HashMap<NodeId, String>,
+    next_generation: u64,
 }
 
 /// What one scan found: the claims to send, where to send them, the groups to elect in.
@@ -67,7 +90,7 @@ pub(crate) struct Liveness {
 struct Round {
     claims: pb::RaftNodeHeartbeat,
     peers: HashMap<NodeId, String>,
-    elect: Vec<Route>,
+    elect: Vec<GroupId>,
 }
 
 /// A well-mixed 64-bit value of `a` and `b` (SplitMix64's finalizer), for ranking and jitter.
@@ -93,6 +116,7 @@ impl Liveness {
             spread,
             peers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            views: Arc::new(Mutex::new(Views::default())),
         }
     }
 
@@ -150,9 +174,9 @@ impl Liveness {
         Duration::from_millis(mix(group ^ u64::from(attempt), self.node) % ms)
     }
 
-    /// Scans every group of `registry`: collects this node's claims and peers, and the groups
+    /// Reads every local group's view: collects this node's claims and peers, and the groups
     /// due for an election.
-    fn scan(&self, registry: &Registry, round_no: u64) -> Round {
+    fn scan(&self, round_no: u64) -> Round {
         let now = Instant::now();
         let peers = self
             .peers
@@ -162,82 +186,167 @@ impl Liveness {
             .pending
             .lock()
             .expect("invariant: liveness lock is never poisoned");
+        let views = self
+            .views
+            .lock()
+            .expect("invariant: liveness lock is never poisoned");
         let mut round = Round::default();
         round.claims.from = self.node;
-        registry.for_each_group(|id, group| {
-            let m = group.metrics();
-            let m = m.borrow();
-            for (peer, n) in m.membership_config.nodes() {
-                if *peer != self.node && !round.peers.contains_key(peer) {
-                    round.peers.insert(*peer, n.addr.clone());
-                }
+        round.peers.clone_from(&views.peer_addrs);
+        let live_claims: Vec<&HashMap<GroupId, u64>> = peers
+            .values()
+            .filter(|s| self.alive(s, now))
+            .map(|s| &s.claims)
+            .collect();
+        let live = |n: NodeId| peers.get(&n).is_some_and(|s| self.alive(s, now));
+        for (id, v) in &views.groups {
+            if v.leads {
+                round.claims.lead_groups.push(*id);
+                round.claims.lead_terms.push(v.term);
+                continue;
             }
-            if m.state == ServerState::Leader {
-                round.claims.lead_groups.push(id);
-                round.claims.lead_terms.push(m.current_term);
-                return;
+            let claimed = || {
+                live_claims
+                    .iter()
+                    .any(|c| c.get(id).is_some_and(|t| *t >= v.term))
+            };
+            if v.voters.is_empty() || claimed() {
+                continue;
             }
-            let membership = m.membership_config.membership();
-            if !membership.voter_ids().any(|v| v == self.node) {
-                return;
-            }
-            let claimed = peers.values().any(|s| {
-                self.alive(s, now) && s.claims.get(&id).is_some_and(|t| *t >= m.current_term)
-            });
-            if claimed {
-                return;
-            }
-            let live = |n: NodeId| peers.get(&n).is_some_and(|s| self.alive(s, now));
             // A leader this replica just learned of (from its AppendEntries) claims the group in
             // its next node heartbeat: give that a dead-after window before doubting it.
-            let learned = m.current_leader.is_some_and(|l| l != self.node && live(l));
+            let learned = v.leader.is_some_and(|l| l != self.node && live(l));
             let from = if learned { now + self.dead_after } else { now };
-            let voters: Vec<NodeId> = membership.voter_ids().collect();
-            let p = pending.entry(id).or_insert_with(|| Pending {
-                at: self.first_attempt(id, self.rank(id, &voters, live), from),
+            let p = pending.entry(*id).or_insert_with(|| Pending {
+                at: self.first_attempt(*id, self.rank(*id, &v.voters, live), from),
                 attempts: 0,
                 round: round_no,
             });
             p.round = round_no;
             if now >= p.at {
                 p.attempts += 1;
-                let turns = voters
+                let turns = v
+                    .voters
                     .iter()
-                    .filter(|v| **v == self.node || live(**v))
+                    .filter(|n| **n == self.node || live(**n))
                     .count();
-                p.at = now + self.spread * turns as u32 + self.jitter(id, p.attempts);
-                round.elect.push(group.to_route());
+                p.at = now + self.spread * turns as u32 + self.jitter(*id, p.attempts);
+                round.elect.push(*id);
                 tracing::info!(
                     node = self.node,
                     group = id,
-                    term = m.current_term,
+                    term = v.term,
                     attempt = p.attempts,
                     "no live leader: starting an election"
                 );
             }
-        });
+        }
         pending.retain(|_, p| p.round == round_no);
         round
     }
+
+    /// Whether this node leads `group` (as its view last recorded).
+    fn leads(&self, group: GroupId) -> bool {
+        self.views
+            .lock()
+            .expect("invariant: liveness lock is never poisoned")
+            .groups
+            .get(&group)
+            .is_some_and(|v| v.leads)
+    }
+
+    /// Starts the task that keeps `group`'s view up to date from its openraft server metrics,
+    /// until the group stops.
+    pub(crate) fn watch_group(&self, group: GroupId, rx: ServerMetricsRx) {
+        let generation = {
+            let mut v = self
+                .views
+                .lock()
+                .expect("invariant: liveness lock is never poisoned");
+            v.next_generation += 1;
+            v.next_generation
+        };
+        let views = self.views.clone();
+        let node = self.node;
+        tokio::spawn(watch(views, node, group, generation, rx));
+    }
 }
 
-/// The groups among `claims` (from node `from`) whose local replica does not follow `from` at
+type ServerMetricsRx =
+    tokio::sync::watch::Receiver<openraft::metrics::RaftServerMetrics<NodeId, crate::types::Node>>;
+
+/// The body of [`Liveness::watch_group`]'s task.
+async fn watch(
+    views: Arc<Mutex<Views>>,
+    node: NodeId,
+    group: GroupId,
+    generation: u64,
+    mut rx: ServerMetricsRx,
+) {
+    loop {
+        {
+            let m = rx.borrow_and_update();
+            let membership = m.membership_config.membership();
+            let voter = membership
+                .get_joint_config()
+                .iter()
+                .any(|c| c.contains(&node));
+            let view = View {
+                leads: m.state == ServerState::Leader,
+                term: m.vote.leader_id().get_term(),
+                leader: m.current_leader,
+                voters: if voter {
+                    membership.voter_ids().collect()
+                } else {
+                    Vec::new()
+                },
+                generation,
+            };
+            let mut v = views
+                .lock()
+                .expect("invariant: liveness lock is never poisoned");
+            for (peer, n) in m.membership_config.nodes() {
+                if *peer != node && v.peer_addrs.get(peer) != Some(&n.addr) {
+                    v.peer_addrs.insert(*peer, n.addr.clone());
+                }
+            }
+            v.groups.insert(group, view);
+        }
+        if rx.changed().await.is_err() {
+            let mut v = views
+                .lock()
+                .expect("invariant: liveness lock is never poisoned");
+            if v.groups
+                .get(&group)
+                .is_some_and(|g| g.generation == generation)
+            {
+                v.groups.remove(&group);
+            }
+            return;
+        }
+    }
+}
+
+/// The groups among the claims of node `from` whose local replica does not follow `from` at
 /// the claimed term.
 pub(crate) fn stale_claims(
-    registry: &Registry,
+    liveness: &Liveness,
     from: NodeId,
     groups: &[u64],
     terms: &[u64],
 ) -> Vec<u64> {
+    let views = liveness
+        .views
+        .lock()
+        .expect("invariant: liveness lock is never poisoned");
     groups
         .iter()
         .zip(terms)
         .filter(|(g, t)| {
-            registry.route(**g).is_some_and(|r| {
-                let m = r.as_ref().metrics();
-                let m = m.borrow();
-                !(m.current_leader == Some(from) && m.current_term == **t)
-            })
+            views
+                .groups
+                .get(g)
+                .is_some_and(|v| !(v.leader == Some(from) && v.term == **t))
         })
         .map(|(g, _)| *g)
         .collect()
@@ -257,14 +366,15 @@ pub(crate) async fn run(registry: Weak<Registry>, interval: Duration) {
             return;
         }
         round_no += 1;
-        let round = reg.liveness().scan(&reg, round_no);
+        let round = reg.liveness().scan(round_no);
         for peer in round.peers {
             let (reg, claims) = (reg.clone(), round.claims.clone());
             tokio::spawn(async move { send(&reg, peer.0, &peer.1, claims).await });
         }
-        for r in round.elect {
+        for id in round.elect {
+            let Some(r) = reg.route(id) else { continue };
             if let Err(e) = r.as_ref().elect().await {
-                tracing::debug!(error = %e, "triggering an election");
+                tracing::debug!(group = id, error = %e, "triggering an election");
             }
         }
     }
@@ -291,10 +401,12 @@ async fn send(reg: &Arc<Registry>, peer: NodeId, addr: &str, claims: pb::RaftNod
         Err(_) => return,
     };
     for g in wake {
+        if !reg.liveness().leads(g) {
+            continue;
+        }
         let Some(r) = reg.route(g) else { continue };
-        let r = r.as_ref();
-        if r.metrics().borrow().state == ServerState::Leader {
-            if let Err(e) = r.heartbeat().await {
+        {
+            if let Err(e) = r.as_ref().heartbeat().await {
                 tracing::debug!(group = g, error = %e, "waking a follower");
             }
         }

@@ -41,23 +41,6 @@ impl Route {
     }
 }
 
-impl GroupRef<'_> {
-    /// The group's metrics (both kinds share node and id types).
-    pub(crate) fn metrics(&self) -> tokio::sync::watch::Receiver<crate::types::Metrics> {
-        match self {
-            GroupRef::Partition(r) => r.metrics(),
-            GroupRef::Metadata(r) => r.metrics(),
-        }
-    }
-
-    pub(crate) fn to_route(&self) -> Route {
-        match self {
-            GroupRef::Partition(r) => Route::Partition((*r).clone()),
-            GroupRef::Metadata(r) => Route::Metadata((*r).clone()),
-        }
-    }
-}
-
 /// The Raft groups of one node and the connections they share.
 #[derive(Debug)]
 pub struct Registry {
@@ -106,27 +89,6 @@ impl Registry {
     /// timeout plus one heartbeat interval), in id order.
     pub fn live_peers(&self) -> Vec<NodeId> {
         self.liveness.live_peers()
-    }
-
-    /// Calls `f` with every group of this node (partitions, then the metadata group), under the
-    /// registry's read locks: `f` must not block.
-    pub(crate) fn for_each_group(&self, mut f: impl FnMut(GroupId, GroupRef<'_>)) {
-        for (id, g) in self
-            .partitions
-            .read()
-            .expect("invariant: registry lock is never poisoned")
-            .iter()
-        {
-            f(*id, GroupRef::Partition(g.raft()));
-        }
-        if let Some(m) = self
-            .metadata
-            .read()
-            .expect("invariant: registry lock is never poisoned")
-            .as_ref()
-        {
-            f(m.id(), GroupRef::Metadata(m.raft()));
-        }
     }
 
     /// This node's id.
@@ -207,6 +169,7 @@ impl Registry {
             g.shutdown().await?;
             return Err(Error::GroupExists(group));
         }
+        self.liveness.watch_group(group, g.raft().server_metrics());
         Ok(g)
     }
 
@@ -244,6 +207,7 @@ impl Registry {
             .write()
             .expect("invariant: registry lock is never poisoned")
             .replace(g.clone());
+        self.liveness.watch_group(group, g.raft().server_metrics());
         if let Some(p) = previous {
             p.shutdown().await?;
         }

@@ -641,7 +641,7 @@ impl pb::raft_transport_server::RaftTransport for RaftService {
         let liveness = self.registry.liveness();
         liveness.receive(req.from, &req.lead_groups, &req.lead_terms);
         let wake = crate::liveness::stale_claims(
-            &self.registry,
+            liveness,
             req.from,
             &req.lead_groups,
             &req.lead_terms,

@@ -22,8 +22,6 @@ pub type Membership = openraft::Membership<NodeId, Node>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
 /// Snapshot metadata.
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
-/// Openraft's metrics of a group (of either kind).
-pub type Metrics = openraft::RaftMetrics<NodeId, Node>;
 
 /// A record batch in the format of [`skein_storage::batch`]: the application data of a Raft
 /// entry. Before it is appended its first 24 bytes (base offset, term, index) are whatever the
