@@ -122,7 +122,7 @@ impl RaftConfig {
     /// dead-after window so that an election after a node's death is never refused; and how
     /// often each group's idle tick task wakes (1.5 x `heartbeat_interval`; ticks are off, but the
     /// task still sleeps and wakes), kept just below the lease so that idle groups wake rarely.
-    /// openraft's timeout of one AppendEntries or Vote call.
+    /// `heartbeat_interval` is also openraft's timeout of one AppendEntries or Vote call.
     pub(crate) fn openraft_config(&self, cluster_name: String) -> Result<openraft::Config> {
         let lease = self.dead_after().as_millis() as u64;
         let c = openraft::Config {

@@ -31,6 +31,7 @@ use skein_proto::v1 as pb;
 use skein_proto::v1::raft_transport_client::RaftTransportClient;
 
 use crate::config::RaftConfig;
+use crate::metadata::METADATA_GROUP_ID;
 use crate::registry::{GroupRef, Registry};
 use crate::types::{GroupId, NodeId};
 
@@ -75,6 +76,8 @@ struct View {
     voters: Vec<NodeId>,
     /// Which watcher wrote this view (a reopened group gets a new one).
     generation: u64,
+    /// When this replica was opened (its first view).
+    since: Instant,
 }
 
 /// The views of the local groups and the addresses of the peers in their memberships.
@@ -92,6 +95,13 @@ struct Round {
     peers: HashMap<NodeId, String>,
     elect: Vec<GroupId>,
 }
+
+/// Most elections one node starts in one round (the metadata group's is always started). A dead
+/// node leaves thousands of groups leaderless at once; each election costs vote fsyncs on every
+/// voter, and starting them all at once queued them behind each other in the blocking pool for
+/// minutes (10,000 partitions, `skein-bench partitions`). Due elections left over start in the
+/// next rounds.
+const ELECTIONS_PER_ROUND_MAX: usize = 32;
 
 /// A well-mixed 64-bit value of `a` and `b` (SplitMix64's finalizer), for ranking and jitter.
 fn mix(a: u64, b: u64) -> u64 {
@@ -210,7 +220,10 @@ impl Liveness {
                     .iter()
                     .any(|c| c.get(id).is_some_and(|t| *t >= v.term))
             };
-            if v.voters.is_empty() || claimed() {
+            // A replica opened within the dead-after window waits for its leader's first claim
+            // (a new group's first leader, elected by the replica that formed it).
+            let young = now < v.since + self.dead_after;
+            if v.voters.is_empty() || young || claimed() {
                 continue;
             }
             // A leader this replica just learned of (from its AppendEntries) claims the group in
@@ -223,7 +236,8 @@ impl Liveness {
                 round: round_no,
             });
             p.round = round_no;
-            if now >= p.at {
+            let room = round.elect.len() < ELECTIONS_PER_ROUND_MAX || *id == METADATA_GROUP_ID;
+            if now >= p.at && room {
                 p.attempts += 1;
                 let turns = v
                     .voters
@@ -291,7 +305,16 @@ async fn watch(
                 .get_joint_config()
                 .iter()
                 .any(|c| c.contains(&node));
+            let mut v = views
+                .lock()
+                .expect("invariant: liveness lock is never poisoned");
+            let since = v
+                .groups
+                .get(&group)
+                .filter(|g| g.generation == generation)
+                .map_or_else(Instant::now, |g| g.since);
             let view = View {
+                since,
                 leads: m.state == ServerState::Leader,
                 term: m.vote.leader_id().get_term(),
                 leader: m.current_leader,
@@ -302,9 +325,6 @@ async fn watch(
                 },
                 generation,
             };
-            let mut v = views
-                .lock()
-                .expect("invariant: liveness lock is never poisoned");
             for (peer, n) in m.membership_config.nodes() {
                 if *peer != node && v.peer_addrs.get(peer) != Some(&n.addr) {
                     v.peer_addrs.insert(*peer, n.addr.clone());

@@ -81,6 +81,16 @@ impl Registry {
         &self.liveness
     }
 
+    fn refuse_if_shut_down(&self, group: GroupId) -> Result<()> {
+        if self.is_shut_down() {
+            return Err(Error::Stopped {
+                group,
+                reason: "the node is shutting down".into(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::Acquire)
     }
@@ -132,6 +142,7 @@ impl Registry {
         if self.exists(group) {
             return Err(Error::GroupExists(group));
         }
+        self.refuse_if_shut_down(group)?;
         Group::open(
             group,
             self.node,
@@ -168,6 +179,12 @@ impl Registry {
         if raced {
             g.shutdown().await?;
             return Err(Error::GroupExists(group));
+        }
+        if self.is_shut_down() {
+            // Opened while the registry shut down: it would run (and write) after the node
+            // stopped.
+            self.remove_partition(group).await?;
+            return self.refuse_if_shut_down(group).map(|()| g);
         }
         self.liveness.watch_group(group, g.raft().server_metrics());
         Ok(g)
