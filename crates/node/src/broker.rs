@@ -24,6 +24,7 @@ use crate::supervise::DownReplicas;
 use crate::topics::topic_log_config;
 
 mod leadership;
+mod rebalance;
 
 /// A local partition replica and where it belongs.
 #[derive(Debug, Clone)]
@@ -562,7 +563,8 @@ impl Broker {
     }
 
     /// Starts and stops local replicas as the metadata says, until the broker stops; starts the
-    /// task that reports this node's leaderships (`broker/leadership.rs`).
+    /// task that reports this node's leaderships (`broker/leadership.rs`) and the one that takes
+    /// back the partitions this node is the preferred leader of (`broker/rebalance.rs`).
     ///
     /// A pass runs on every metadata change and once a second: it opens the replicas the
     /// metadata places here, applies changed topic settings, removes the replicas of deleted
@@ -573,6 +575,8 @@ impl Broker {
     pub async fn reconcile_loop(self: Arc<Self>) {
         let span = tracing::info_span!("leadership", node = self.node_id());
         tokio::spawn(leadership::run(self.clone()).instrument(span));
+        let span = tracing::info_span!("rebalance", node = self.node_id());
+        tokio::spawn(rebalance::run(Arc::downgrade(&self)).instrument(span));
         // The metadata of the last pass that left nothing to retry.
         let mut settled: Option<Arc<ClusterMetadata>> = None;
         loop {

@@ -81,6 +81,9 @@ pub struct Metrics {
     /// Partition replicas of this node whose Raft group stopped on a fatal error or failed to
     /// open (each failure, reopen attempts included).
     pub replica_failures: Counter,
+    /// Elections this node started to take back the leadership of partitions it is the
+    /// preferred leader of (`broker/rebalance.rs`).
+    pub preferred_leader_campaigns: Counter,
     replicas_down: AtomicU64,
     connections: AtomicU64,
 }
@@ -109,6 +112,7 @@ impl Metrics {
             bounds: Bounds::default(),
             retention_deleted_bytes: Counter::default(),
             replica_failures: Counter::default(),
+            preferred_leader_campaigns: Counter::default(),
             replicas_down: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             registry: Registry::default(),
@@ -163,6 +167,11 @@ impl Metrics {
             "replica_failures",
             "Partition replicas that stopped on a fatal error or failed to open (reopened with backoff)",
             m.replica_failures.clone(),
+        );
+        registry.register(
+            "preferred_leader_campaigns",
+            "Elections started to take back the leadership of partitions this node is the preferred leader of",
+            m.preferred_leader_campaigns.clone(),
         );
         m.bounds.register(&mut registry);
         Metrics { registry, ..m }

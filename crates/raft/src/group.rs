@@ -175,6 +175,25 @@ where
         self.raft.metrics().borrow().current_leader
     }
 
+    /// Starts an election on this replica now and returns at once (a leader ignores it).
+    ///
+    /// The replica wins only if its log is at least as up to date as a majority's and those
+    /// voters' leader lease has expired: openraft's lease is `election_timeout_min +
+    /// heartbeat_interval` since a voter last heard from its leader, so a group that replicated
+    /// within that window refuses the candidate. A failed attempt leaves this replica at a
+    /// higher term, which deposes the current leader the next time it hears from this replica
+    /// (and the group elects again); call it only on groups that are idle and caught up.
+    pub async fn campaign(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Error::Stopped {
+                group: self.id,
+                reason: e.to_string(),
+            })
+    }
+
     /// Reads the applied state.
     pub fn with_state<R>(&self, f: impl FnOnce(&AppliedState<A>) -> R) -> R {
         f(&self
