@@ -101,7 +101,7 @@ struct Round {
 /// voter, and starting them all at once queued them behind each other in the blocking pool for
 /// minutes (10,000 partitions, `skein-bench partitions`). Due elections left over start in the
 /// next rounds.
-const ELECTIONS_PER_ROUND_MAX: usize = 32;
+const ELECTIONS_PER_ROUND_MAX: usize = 64;
 
 /// A well-mixed 64-bit value of `a` and `b` (SplitMix64's finalizer), for ranking and jitter.
 fn mix(a: u64, b: u64) -> u64 {
@@ -175,13 +175,25 @@ impl Liveness {
     /// When the first election on this node is due for a group unhealthy `from` on.
     fn first_attempt(&self, group: GroupId, rank: usize, from: Instant) -> Instant {
         let earliest = (self.started + self.dead_after).max(from);
-        earliest + self.spread * rank as u32 + self.jitter(group, 0)
+        earliest + self.spread * rank as u32 + self.jitter(group)
     }
 
-    /// A random-looking delay below one heartbeat interval, fixed per group and attempt.
-    fn jitter(&self, group: GroupId, attempt: u32) -> Duration {
+    /// A random-looking delay below one heartbeat interval, fixed per group and node.
+    fn jitter(&self, group: GroupId) -> Duration {
         let ms = self.interval.as_millis().max(1) as u64;
-        Duration::from_millis(mix(group ^ u64::from(attempt), self.node) % ms)
+        Duration::from_millis(mix(group, self.node) % ms)
+    }
+
+    /// The pause before this node's next attempt in `group` after a failed one: the `turns` of
+    /// the live voters, plus a random part as long again. Without the random part, the first
+    /// ranked voter can take every new term first and lose it every time (its log is shorter
+    /// than a survivor's, which refuses it), while the survivor's attempts always land in a term
+    /// the first one already voted itself in: a livelock seen with 2,000 partitions.
+    fn retry_after(&self, group: GroupId, turns: usize, now: Instant) -> Duration {
+        let base = self.spread * turns.max(1) as u32;
+        let nanos = now.saturating_duration_since(self.started).as_nanos() as u64;
+        let ms = base.as_millis().max(1) as u64;
+        base + Duration::from_millis(mix(group ^ nanos, self.node) % ms)
     }
 
     /// Reads every local group's view: collects this node's claims and peers, and the groups
@@ -244,7 +256,7 @@ impl Liveness {
                     .iter()
                     .filter(|n| **n == self.node || live(**n))
                     .count();
-                p.at = now + self.spread * turns as u32 + self.jitter(*id, p.attempts);
+                p.at = now + self.retry_after(*id, turns, now);
                 round.elect.push(*id);
                 tracing::info!(
                     node = self.node,
@@ -257,6 +269,18 @@ impl Liveness {
         }
         pending.retain(|_, p| p.round == round_no);
         round
+    }
+
+    /// Every local group's leader as this replica knows it, and its term (from the views: no
+    /// group's openraft state is read).
+    pub(crate) fn leaderships(&self) -> HashMap<GroupId, (Option<NodeId>, u64)> {
+        self.views
+            .lock()
+            .expect("invariant: liveness lock is never poisoned")
+            .groups
+            .iter()
+            .map(|(g, v)| (*g, (v.leader, v.term)))
+            .collect()
     }
 
     /// Whether this node leads `group` (as its view last recorded).
@@ -402,7 +426,10 @@ pub(crate) async fn run(registry: Weak<Registry>, interval: Duration) {
 
 /// Sends this node's claims to `peer` and heartbeats the groups it names in its answer.
 async fn send(reg: &Arc<Registry>, peer: NodeId, addr: &str, claims: pb::RaftNodeHeartbeat) {
-    let ttl = reg.liveness().interval.max(Duration::from_millis(100));
+    // As long as the receiver would wait before counting this node dead: a busy peer that
+    // answers late must still count this heartbeat (a timeout of one interval cancelled
+    // heartbeats of loaded nodes and made their peers elect over live leaders).
+    let ttl = reg.liveness().dead_after;
     let Ok(channel) = reg.peers().channel(peer, addr) else {
         return;
     };
@@ -505,6 +532,22 @@ mod tests {
         let later = l.started + l.dead_after * 3;
         assert!(l.first_attempt(7, 0, later) < later + l.interval);
         assert!(l.first_attempt(7, 1, later) >= later + l.spread);
+    }
+
+    #[test]
+    fn retries_wait_the_voters_turns_and_a_random_part() {
+        let l = liveness(1);
+        let waits: Vec<Duration> = (0..50u32)
+            .map(|i| l.retry_after(9, 2, l.started + Duration::from_millis(u64::from(i) * 7919)))
+            .collect();
+        assert!(waits
+            .iter()
+            .all(|w| *w >= l.spread * 2 && *w < l.spread * 4));
+        let distinct: std::collections::HashSet<_> = waits.iter().collect();
+        assert!(
+            distinct.len() > 10,
+            "retries must not all wait the same: {waits:?}"
+        );
     }
 
     #[test]

@@ -95,6 +95,13 @@ impl Registry {
         self.shut_down.load(Ordering::Acquire)
     }
 
+    /// Every local group's leader as its replica knows it (if any) and the replica's term, read
+    /// from a table the groups keep up to date: cheap for thousands of groups, unlike their
+    /// openraft metrics.
+    pub fn leaderships(&self) -> HashMap<GroupId, (Option<NodeId>, u64)> {
+        self.liveness.leaderships()
+    }
+
     /// The peer nodes this node heard a node heartbeat from recently (within the election
     /// timeout plus one heartbeat interval), in id order.
     pub fn live_peers(&self) -> Vec<NodeId> {

@@ -640,12 +640,8 @@ impl pb::raft_transport_server::RaftTransport for RaftService {
         }
         let liveness = self.registry.liveness();
         liveness.receive(req.from, &req.lead_groups, &req.lead_terms);
-        let wake = crate::liveness::stale_claims(
-            liveness,
-            req.from,
-            &req.lead_groups,
-            &req.lead_terms,
-        );
+        let wake =
+            crate::liveness::stale_claims(liveness, req.from, &req.lead_groups, &req.lead_terms);
         Ok(tonic::Response::new(pb::RaftNodeHeartbeatReply { wake }))
     }
 
