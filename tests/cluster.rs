@@ -12,12 +12,7 @@ use skein_tests::{channel, client, consume_all, create_topic, TestCluster};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_replicate_100k_records_none_missing_none_duplicated_in_order() {
     let c = TestCluster::start(3).await;
-    let brokers = c
-        .nodes
-        .iter()
-        .map(|n| n.client_addr().to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let brokers = c.all_brokers();
     let admin = Admin::new(client(&brokers));
     let topic = admin
         .create_topic(NewTopic::new("events").partitions(6).replication_factor(3))

@@ -72,12 +72,7 @@ async fn write_each(producer: &Producer, round: u32) -> BTreeMap<u32, u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_node_leads_its_preferred_partitions_again_and_no_record_is_lost() {
     let mut c = TestCluster::start(3).await;
-    let brokers = c
-        .nodes
-        .iter()
-        .map(|n| n.client_addr().to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let brokers = c.all_brokers();
     let info = create_topic(&c, 0, TOPIC, PARTITIONS, 3).await;
     let preferred: Vec<u64> = info.partitions.iter().map(|p| p.replicas[0]).collect();
     for node in 1..=3 {

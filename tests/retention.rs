@@ -14,14 +14,6 @@ use skein_tests::{client, http_get, wait_for, TestCluster};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn brokers(c: &TestCluster, nodes: &[usize]) -> String {
-    nodes
-        .iter()
-        .map(|&i| c.nodes[i].client_addr().to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// A cluster whose nodes check retention every 100 ms.
 async fn cluster() -> TestCluster {
     TestCluster::start_with(3, |c| {
@@ -170,7 +162,7 @@ async fn leader_of(admin: &Admin, topic: &str) -> usize {
 async fn retention_by_size_moves_the_log_start_on_every_replica_and_a_stopped_follower_catches_up()
 {
     let mut c = cluster().await;
-    let all = brokers(&c, &[0, 1, 2]);
+    let all = c.brokers(&[0, 1, 2]);
     let admin = Admin::new(client(&all));
     admin
         .create_topic(small_segments(NewTopic::new("sized")).config("retention.bytes", "16384"))
@@ -183,7 +175,7 @@ async fn retention_by_size_moves_the_log_start_on_every_replica_and_a_stopped_fo
     c.nodes[down].stop().await;
 
     // About 50 KB: a dozen segments, of which retention keeps about 16 KB.
-    let running = brokers(&c, &up);
+    let running = c.brokers(&up);
     let end = produce(&running, "sized", 20, 500).await;
     // About 60 KB were written and retention keeps about 16 KB: wait until the leader has
     // deleted most of the rest (retention runs every 100 ms, a prefix at a time).
@@ -301,7 +293,7 @@ async fn retention_by_size_moves_the_log_start_on_every_replica_and_a_stopped_fo
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_by_time_deletes_old_segments_on_every_replica_after_alter_config() {
     let mut c = cluster().await;
-    let all = brokers(&c, &[0, 1, 2]);
+    let all = c.brokers(&[0, 1, 2]);
     let admin = Admin::new(client(&all));
     admin
         .create_topic(small_segments(NewTopic::new("timed")))

@@ -172,15 +172,6 @@ async fn create_and_measure(c: &TestCluster, started: Instant) -> Result<u64, St
     Ok(total)
 }
 
-/// The client addresses of the running nodes among `c`'s first `n`.
-fn brokers(c: &TestCluster, n: usize) -> String {
-    c.nodes[..n]
-        .iter()
-        .map(|n| n.client_addr().to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Writes one record to every partition of the topic through `brokers`; returns how long it
 /// took, or which partitions refused.
 async fn write_every_partition(brokers: &str, value: &str) -> Result<Duration, String> {
@@ -217,7 +208,7 @@ async fn write_every_partition(brokers: &str, value: &str) -> Result<Duration, S
 /// Every partition accepts a write; node 3 stops; node 1 names new leaders for all of its
 /// partitions, and every partition accepts a write again.
 async fn write_and_fail_over(c: &mut TestCluster) -> Result<(), String> {
-    let took = write_every_partition(&brokers(c, 3), "before").await?;
+    let took = write_every_partition(&c.all_brokers(), "before").await?;
     println!("one record written to each of {PARTITIONS} partitions in {took:.1?}");
     let node3 = c.nodes[2].config.node_id;
     c.nodes[2].stop().await;
@@ -227,7 +218,7 @@ async fn write_and_fail_over(c: &mut TestCluster) -> Result<(), String> {
         "node {node3} stopped: node 1 names other leaders for all partitions after {:.1?}",
         stopped.elapsed()
     );
-    let took = write_every_partition(&brokers(c, 2), "after").await?;
+    let took = write_every_partition(&c.brokers(&[0, 1]), "after").await?;
     println!("after the failover, one record written to each partition in {took:.1?}");
     Ok(())
 }

@@ -161,6 +161,20 @@ impl TestCluster {
         c
     }
 
+    /// The client addresses of nodes `nodes` (indexes), comma-separated: a client's brokers.
+    pub fn brokers(&self, nodes: &[usize]) -> String {
+        nodes
+            .iter()
+            .map(|&i| self.nodes[i].client_addr().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The client addresses of every node, comma-separated.
+    pub fn all_brokers(&self) -> String {
+        self.brokers(&(0..self.nodes.len()).collect::<Vec<_>>())
+    }
+
     /// Waits until node `i` reports ready in `DescribeCluster`'s own view of itself.
     pub async fn wait_ready(&self, i: usize) {
         let http = self.nodes[i].config.http_addr;
