@@ -857,7 +857,7 @@ mod tests {
     fn a_group_commit_interval_near_the_election_timeout_is_refused() {
         let env = [
             ("SKEIN_TOPIC_DEFAULTS_FLUSH_POLICY", "group-commit"),
-            ("SKEIN_TOPIC_DEFAULTS_FLUSH_INTERVAL", "200ms"),
+            ("SKEIN_TOPIC_DEFAULTS_FLUSH_INTERVAL", "600ms"),
         ];
         let e = load(&Overrides::default(), &env).expect_err("interval too long");
         assert!(e.to_string().contains("election_timeout_min"), "{e}");

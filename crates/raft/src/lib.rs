@@ -12,8 +12,13 @@
 //! - **Leader ids.** Openraft's `single-term-leader` feature is enabled: a term has at most one
 //!   leader (standard Raft), so a log id is `(term, index)` and the batch header holds all of it.
 //!   The default mode would need the leader's node id per entry, which the header has no room
-//!   for. The cost is a somewhat higher chance of split votes, which randomized election timeouts
-//!   absorb.
+//!   for. The cost is a somewhat higher chance of split votes, which ranked, randomized election
+//!   attempts absorb (see Liveness).
+//! - **Liveness is per node, groups are quiescent.** Openraft's heartbeats, election timers and
+//!   ticks are off; one task per node sends each peer one heartbeat per interval naming the
+//!   groups it leads, and a group elects only when no live node claims it (`liveness.rs`,
+//!   `docs/design/003-quiescent-groups.md`). An idle group sends nothing; writes replicate and
+//!   commit at once as before.
 //! - **Durability.** `append` writes batches (page cache) and queues openraft's callback to the
 //!   group's flusher task, which fsyncs once for every append queued since its last fsync (group
 //!   commit) and only then calls the callbacks. An fsync failure poisons the log and fails the
