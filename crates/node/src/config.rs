@@ -145,12 +145,14 @@ impl Default for NodeConfig {
             },
             raft: RaftTiming {
                 // Groups are quiescent (crates/raft/src/liveness.rs): these set the node
-                // heartbeat (one message per peer for all groups, plus a scan of every local
-                // group) and how long a silent node is given (min + heartbeat) before its groups
-                // elect elsewhere. See docs/design/003-quiescent-groups.md.
-                election_timeout_min: Duration::from_millis(1000),
-                election_timeout_max: Duration::from_millis(2000),
-                heartbeat_interval: Duration::from_millis(250),
+                // heartbeat (one message per peer for all groups, plus a scan of a table of the
+                // local groups) and how long a silent node is given (min + heartbeat) before its
+                // groups elect elsewhere. Longer values cost less idle CPU with thousands of
+                // partitions, at the price of slower failover: see
+                // docs/design/003-quiescent-groups.md.
+                election_timeout_min: Duration::from_millis(300),
+                election_timeout_max: Duration::from_millis(600),
+                heartbeat_interval: Duration::from_millis(100),
             },
         }
     }
@@ -857,7 +859,7 @@ mod tests {
     fn a_group_commit_interval_near_the_election_timeout_is_refused() {
         let env = [
             ("SKEIN_TOPIC_DEFAULTS_FLUSH_POLICY", "group-commit"),
-            ("SKEIN_TOPIC_DEFAULTS_FLUSH_INTERVAL", "600ms"),
+            ("SKEIN_TOPIC_DEFAULTS_FLUSH_INTERVAL", "200ms"),
         ];
         let e = load(&Overrides::default(), &env).expect_err("interval too long");
         assert!(e.to_string().contains("election_timeout_min"), "{e}");

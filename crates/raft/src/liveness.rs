@@ -41,6 +41,8 @@ struct Seen {
     at: Instant,
     /// Group -> the term the peer claims to lead it in.
     claims: HashMap<GroupId, u64>,
+    /// Group -> the index of the peer's last log entry, for the groups it is about to elect in.
+    candidates: HashMap<GroupId, u64>,
 }
 
 /// An unhealthy group this node will try to elect itself in.
@@ -62,6 +64,8 @@ pub(crate) struct Liveness {
     peers: Mutex<HashMap<NodeId, Seen>>,
     pending: Mutex<HashMap<GroupId, Pending>>,
     views: Arc<Mutex<Views>>,
+    /// The index of the last local log entry of each leaderless group, as of the last round.
+    my_logs: Mutex<HashMap<GroupId, u64>>,
 }
 
 /// What liveness needs of one local group, kept up to date by a task per group that wakes only
@@ -94,6 +98,8 @@ struct Round {
     claims: pb::RaftNodeHeartbeat,
     peers: HashMap<NodeId, String>,
     elect: Vec<GroupId>,
+    /// The groups with no live leader (elections due or scheduled).
+    leaderless: Vec<GroupId>,
 }
 
 /// Most elections one node starts in one round (the metadata group's is always started). A dead
@@ -127,6 +133,7 @@ impl Liveness {
             peers: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             views: Arc::new(Mutex::new(Views::default())),
+            my_logs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -135,16 +142,17 @@ impl Liveness {
     }
 
     /// Records a heartbeat from `from` claiming `groups` at `terms`.
-    pub(crate) fn receive(&self, from: NodeId, groups: &[u64], terms: &[u64]) {
-        let claims = groups.iter().copied().zip(terms.iter().copied()).collect();
+    pub(crate) fn receive(&self, heartbeat: &pb::RaftNodeHeartbeat) {
+        let pairs = |a: &[u64], b: &[u64]| a.iter().copied().zip(b.iter().copied()).collect();
         let seen = Seen {
             at: Instant::now(),
-            claims,
+            claims: pairs(&heartbeat.lead_groups, &heartbeat.lead_terms),
+            candidates: pairs(&heartbeat.candidate_groups, &heartbeat.candidate_last_index),
         };
         self.peers
             .lock()
             .expect("invariant: liveness lock is never poisoned")
-            .insert(from, seen);
+            .insert(heartbeat.from, seen);
     }
 
     /// The peers heard from within the dead-after window.
@@ -221,6 +229,10 @@ impl Liveness {
             .map(|s| &s.claims)
             .collect();
         let live = |n: NodeId| peers.get(&n).is_some_and(|s| self.alive(s, now));
+        let my_logs = self
+            .my_logs
+            .lock()
+            .expect("invariant: liveness lock is never poisoned");
         for (id, v) in &views.groups {
             if v.leads {
                 round.claims.lead_groups.push(*id);
@@ -248,8 +260,17 @@ impl Liveness {
                 round: round_no,
             });
             p.round = round_no;
+            round.leaderless.push(*id);
             let room = round.elect.len() < ELECTIONS_PER_ROUND_MAX || *id == METADATA_GROUP_ID;
-            if now >= p.at && room {
+            let mine = my_logs.get(id).copied().unwrap_or(0);
+            let longer = peers
+                .values()
+                .any(|s| self.alive(s, now) && s.candidates.get(id).is_some_and(|i| *i > mine));
+            if now >= p.at && room && longer {
+                // A live voter with a longer log is about to elect: it wins where this node
+                // would lose, so let it go first.
+                p.at = now + self.spread;
+            } else if now >= p.at && room {
                 p.attempts += 1;
                 let turns = v
                     .voters
@@ -269,6 +290,25 @@ impl Liveness {
         }
         pending.retain(|_, p| p.round == round_no);
         round
+    }
+
+    /// Records the last log index of each leaderless group, and puts it in the round's
+    /// heartbeat. Reads those groups' openraft metrics: only leaderless groups, a few.
+    fn note_candidates(&self, registry: &Registry, round: &mut Round) {
+        let mut logs = HashMap::with_capacity(round.leaderless.len());
+        for id in &round.leaderless {
+            let Some(r) = registry.route(*id) else {
+                continue;
+            };
+            let last = r.as_ref().last_log_index();
+            logs.insert(*id, last);
+            round.claims.candidate_groups.push(*id);
+            round.claims.candidate_last_index.push(last);
+        }
+        *self
+            .my_logs
+            .lock()
+            .expect("invariant: liveness lock is never poisoned") = logs;
     }
 
     /// Every local group's leader as this replica knows it, and its term (from the views: no
@@ -410,7 +450,8 @@ pub(crate) async fn run(registry: Weak<Registry>, interval: Duration) {
             return;
         }
         round_no += 1;
-        let round = reg.liveness().scan(round_no);
+        let mut round = reg.liveness().scan(round_no);
+        reg.liveness().note_candidates(&reg, &mut round);
         for peer in round.peers {
             let (reg, claims) = (reg.clone(), round.claims.clone());
             tokio::spawn(async move { send(&reg, peer.0, &peer.1, claims).await });
@@ -466,6 +507,14 @@ impl GroupRef<'_> {
         match self {
             GroupRef::Partition(r) => r.trigger().elect().await,
             GroupRef::Metadata(r) => r.trigger().elect().await,
+        }
+    }
+
+    /// The index of the last entry of this replica's log (0 when empty).
+    fn last_log_index(&self) -> u64 {
+        match self {
+            GroupRef::Partition(r) => r.metrics().borrow().last_log_index.unwrap_or(0),
+            GroupRef::Metadata(r) => r.metrics().borrow().last_log_index.unwrap_or(0),
         }
     }
 
@@ -550,10 +599,59 @@ mod tests {
         );
     }
 
+    fn heard(l: &Liveness, last_index: u64) {
+        l.receive(&pb::RaftNodeHeartbeat {
+            from: 2,
+            candidate_groups: vec![7],
+            candidate_last_index: vec![last_index],
+            ..Default::default()
+        });
+    }
+
+    fn due_now(l: &Liveness) {
+        let past = Instant::now() - Duration::from_secs(1);
+        for p in l.pending.lock().expect("lock").values_mut() {
+            p.at = past;
+        }
+    }
+
+    #[test]
+    fn a_voter_with_a_shorter_log_lets_a_longer_one_elect_first() {
+        let long_ago = Instant::now() - Duration::from_secs(60);
+        let l = Liveness {
+            started: long_ago,
+            ..liveness(1)
+        };
+        let view = View {
+            leads: false,
+            term: 3,
+            leader: None,
+            voters: vec![1, 2, 3],
+            generation: 1,
+            since: long_ago,
+        };
+        l.views.lock().expect("lock").groups.insert(7, view);
+        l.my_logs.lock().expect("lock").insert(7, 10);
+        heard(&l, 11);
+        l.scan(1);
+        due_now(&l);
+        assert!(l.scan(2).elect.is_empty(), "node 2's log is longer");
+        heard(&l, 9);
+        due_now(&l);
+        let round = l.scan(3);
+        assert_eq!(round.elect, vec![7], "node 2's log is shorter");
+        assert_eq!(round.leaderless, vec![7]);
+    }
+
     #[test]
     fn claims_expire_after_the_dead_after_window() {
         let l = liveness(1);
-        l.receive(2, &[10, 11], &[3, 4]);
+        l.receive(&pb::RaftNodeHeartbeat {
+            from: 2,
+            lead_groups: vec![10, 11],
+            lead_terms: vec![3, 4],
+            ..Default::default()
+        });
         assert_eq!(l.live_peers(), vec![2]);
         let peers = l.peers.lock().expect("lock");
         let seen = &peers[&2];

@@ -624,6 +624,14 @@ impl pb::raft_transport_server::RaftTransport for RaftService {
         request: tonic::Request<pb::RaftNodeHeartbeat>,
     ) -> Result<tonic::Response<pb::RaftNodeHeartbeatReply>, tonic::Status> {
         let req = request.into_inner();
+        if req.candidate_groups.len() != req.candidate_last_index.len() {
+            return Err(tonic::Status::invalid_argument(format!(
+                "node heartbeat from node {} names {} candidate groups but {} log indexes",
+                req.from,
+                req.candidate_groups.len(),
+                req.candidate_last_index.len()
+            )));
+        }
         if req.lead_groups.len() != req.lead_terms.len() {
             return Err(tonic::Status::invalid_argument(format!(
                 "node heartbeat from node {} names {} groups but {} terms",
@@ -639,7 +647,7 @@ impl pb::raft_transport_server::RaftTransport for RaftService {
             )));
         }
         let liveness = self.registry.liveness();
-        liveness.receive(req.from, &req.lead_groups, &req.lead_terms);
+        liveness.receive(&req);
         let wake =
             crate::liveness::stale_claims(liveness, req.from, &req.lead_groups, &req.lead_terms);
         Ok(tonic::Response::new(pb::RaftNodeHeartbeatReply { wake }))

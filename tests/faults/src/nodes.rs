@@ -12,7 +12,7 @@
 //! Inherited `SKEIN_*` and `RUST_LOG` variables are not passed on: a node is configured only by
 //! its flags, `NO_COLOR=1` (plain log files) and the `extra_env` given to [`Nodes::start`]
 //! (where `SKEIN_RAFT_*` set the Raft timing; the defaults are an election timeout of
-//! 1-2 s and node heartbeats every 250 ms).
+//! 300-600 ms and node heartbeats every 100 ms).
 //!
 //! Every method takes `&self` (each node's process is behind its own lock), so one `Nodes` can
 //! be shared by the nemesis and the observers. The calls block (they are short, except
@@ -1073,7 +1073,7 @@ mod tests {
         };
         let peers = "1=10.231.1.1:9651";
         let c = effective_config(&spec, peers, &[]).expect("defaults");
-        assert_eq!(c.raft.election_timeout_max, Duration::from_millis(2000));
+        assert_eq!(c.raft.election_timeout_max, Duration::from_millis(600));
         let env = [
             (
                 "SKEIN_RAFT_ELECTION_TIMEOUT_MIN".to_owned(),
