@@ -141,21 +141,57 @@ impl Liveness {
         now.saturating_duration_since(seen.at) < self.dead_after
     }
 
-    /// Records a heartbeat from `from` claiming `groups` at `terms`.
-    pub(crate) fn receive(&self, heartbeat: &pb::RaftNodeHeartbeat) {
-        let pairs = |a: &[u64], b: &[u64]| a.iter().copied().zip(b.iter().copied()).collect();
+    /// Takes a node heartbeat: records when `heartbeat.from` was heard from and what it claims
+    /// of this node's groups (claims of groups this node has no replica of are dropped, so the
+    /// table stays as large as the local groups, whatever a peer sends), and returns the claimed
+    /// groups whose local replica does not follow the sender at the claimed term. Refuses a
+    /// heartbeat whose paired lists differ in length or that names this node as its sender.
+    pub(crate) fn receive(&self, heartbeat: &pb::RaftNodeHeartbeat) -> Result<Vec<u64>, String> {
+        let h = heartbeat;
+        if h.from == self.node {
+            return Err(format!(
+                "node heartbeat claims to come from this node ({}): two nodes share an id",
+                h.from
+            ));
+        }
+        let claims = paired(&h.lead_groups, &h.lead_terms, "groups", "terms", h.from)?;
+        let candidates = paired(
+            &h.candidate_groups,
+            &h.candidate_last_index,
+            "candidate groups",
+            "log indexes",
+            h.from,
+        )?;
+        let views = self
+            .views
+            .lock()
+            .expect("invariant: liveness lock is never poisoned");
+        let local = |(g, _): &(u64, u64)| views.groups.contains_key(g);
+        let wake = claims
+            .clone()
+            .filter(|(g, t)| {
+                views
+                    .groups
+                    .get(g)
+                    .is_some_and(|v| !(v.leader == Some(h.from) && v.term == *t))
+            })
+            .map(|(g, _)| g)
+            .collect();
         let seen = Seen {
             at: Instant::now(),
-            claims: pairs(&heartbeat.lead_groups, &heartbeat.lead_terms),
-            candidates: pairs(&heartbeat.candidate_groups, &heartbeat.candidate_last_index),
+            claims: claims.filter(local).collect(),
+            candidates: candidates.filter(local).collect(),
         };
+        drop(views);
         self.peers
             .lock()
             .expect("invariant: liveness lock is never poisoned")
-            .insert(heartbeat.from, seen);
+            .insert(h.from, seen);
+        Ok(wake)
     }
 
     /// The peers heard from within the dead-after window.
+    #[cfg(test)]
     pub(crate) fn live_peers(&self) -> Vec<NodeId> {
         let now = Instant::now();
         let peers = self
@@ -411,29 +447,22 @@ async fn watch(
     }
 }
 
-/// The groups among the claims of node `from` whose local replica does not follow `from` at
-/// the claimed term.
-pub(crate) fn stale_claims(
-    liveness: &Liveness,
+/// Pairs two lists of a node heartbeat that must be as long as each other.
+fn paired<'a>(
+    keys: &'a [u64],
+    values: &'a [u64],
+    what: &str,
+    of: &str,
     from: NodeId,
-    groups: &[u64],
-    terms: &[u64],
-) -> Vec<u64> {
-    let views = liveness
-        .views
-        .lock()
-        .expect("invariant: liveness lock is never poisoned");
-    groups
-        .iter()
-        .zip(terms)
-        .filter(|(g, t)| {
-            views
-                .groups
-                .get(g)
-                .is_some_and(|v| !(v.leader == Some(from) && v.term == **t))
-        })
-        .map(|(g, _)| *g)
-        .collect()
+) -> Result<impl Iterator<Item = (u64, u64)> + Clone + 'a, String> {
+    if keys.len() != values.len() {
+        return Err(format!(
+            "node heartbeat from node {from} names {} {what} but {} {of}",
+            keys.len(),
+            values.len()
+        ));
+    }
+    Ok(keys.iter().copied().zip(values.iter().copied()))
 }
 
 /// The liveness task of `registry`'s node: runs until the registry is shut down or dropped.
@@ -605,7 +634,32 @@ mod tests {
             candidate_groups: vec![7],
             candidate_last_index: vec![last_index],
             ..Default::default()
-        });
+        })
+        .expect("a well-formed heartbeat");
+    }
+
+    #[test]
+    fn malformed_heartbeats_are_refused() {
+        let l = liveness(1);
+        let uneven = pb::RaftNodeHeartbeat {
+            from: 2,
+            lead_groups: vec![1, 2],
+            lead_terms: vec![3],
+            ..Default::default()
+        };
+        assert!(l.receive(&uneven).is_err());
+        let uneven = pb::RaftNodeHeartbeat {
+            from: 2,
+            candidate_groups: vec![1],
+            ..Default::default()
+        };
+        assert!(l.receive(&uneven).is_err());
+        let me = pb::RaftNodeHeartbeat {
+            from: 1,
+            ..Default::default()
+        };
+        assert!(l.receive(&me).is_err());
+        assert!(l.peers.lock().expect("lock").is_empty());
     }
 
     fn due_now(l: &Liveness) {
@@ -646,12 +700,31 @@ mod tests {
     #[test]
     fn claims_expire_after_the_dead_after_window() {
         let l = liveness(1);
-        l.receive(&pb::RaftNodeHeartbeat {
-            from: 2,
-            lead_groups: vec![10, 11],
-            lead_terms: vec![3, 4],
-            ..Default::default()
-        });
+        for g in [10, 11] {
+            let view = View {
+                leads: false,
+                term: 3,
+                leader: Some(2),
+                voters: vec![1, 2, 3],
+                generation: 1,
+                since: Instant::now(),
+            };
+            l.views.lock().expect("lock").groups.insert(g, view);
+        }
+        let wake = l
+            .receive(&pb::RaftNodeHeartbeat {
+                from: 2,
+                lead_groups: vec![10, 11, 12],
+                lead_terms: vec![3, 4, 5],
+                ..Default::default()
+            })
+            .expect("a well-formed heartbeat");
+        assert_eq!(
+            wake,
+            vec![11],
+            "group 11 follows node 2 at term 3, not 4; 12 is not local"
+        );
+        assert!(!l.peers.lock().expect("lock")[&2].claims.contains_key(&12));
         assert_eq!(l.live_peers(), vec![2]);
         let peers = l.peers.lock().expect("lock");
         let seen = &peers[&2];

@@ -102,12 +102,6 @@ impl Registry {
         self.liveness.leaderships()
     }
 
-    /// The peer nodes this node heard a node heartbeat from recently (within the election
-    /// timeout plus one heartbeat interval), in id order.
-    pub fn live_peers(&self) -> Vec<NodeId> {
-        self.liveness.live_peers()
-    }
-
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
         self.node

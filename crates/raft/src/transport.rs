@@ -623,33 +623,11 @@ impl pb::raft_transport_server::RaftTransport for RaftService {
         &self,
         request: tonic::Request<pb::RaftNodeHeartbeat>,
     ) -> Result<tonic::Response<pb::RaftNodeHeartbeatReply>, tonic::Status> {
-        let req = request.into_inner();
-        if req.candidate_groups.len() != req.candidate_last_index.len() {
-            return Err(tonic::Status::invalid_argument(format!(
-                "node heartbeat from node {} names {} candidate groups but {} log indexes",
-                req.from,
-                req.candidate_groups.len(),
-                req.candidate_last_index.len()
-            )));
-        }
-        if req.lead_groups.len() != req.lead_terms.len() {
-            return Err(tonic::Status::invalid_argument(format!(
-                "node heartbeat from node {} names {} groups but {} terms",
-                req.from,
-                req.lead_groups.len(),
-                req.lead_terms.len()
-            )));
-        }
-        if req.from == self.registry.node_id() {
-            return Err(tonic::Status::invalid_argument(format!(
-                "node heartbeat claims to come from this node ({}): two nodes share an id",
-                req.from
-            )));
-        }
-        let liveness = self.registry.liveness();
-        liveness.receive(&req);
-        let wake =
-            crate::liveness::stale_claims(liveness, req.from, &req.lead_groups, &req.lead_terms);
+        let wake = self
+            .registry
+            .liveness()
+            .receive(&request.into_inner())
+            .map_err(tonic::Status::invalid_argument)?;
         Ok(tonic::Response::new(pb::RaftNodeHeartbeatReply { wake }))
     }
 
