@@ -302,18 +302,9 @@ impl Liveness {
             let longer = peers
                 .values()
                 .any(|s| self.alive(s, now) && s.candidates.get(id).is_some_and(|i| *i > mine));
-            // A node that hears from no majority of the voters cannot win; an attempt would only
-            // raise its term, which deposes the leader the others elected once it is heard again
-            // (seen in the fault suite after an isolated leader rejoined).
-            let heard = v
-                .voters
-                .iter()
-                .filter(|n| **n == self.node || live(**n))
-                .count();
-            let quorum = heard * 2 > v.voters.len();
-            if now >= p.at && room && (longer || !quorum) {
+            if now >= p.at && room && longer {
                 // A live voter with a longer log is about to elect: it wins where this node
-                // would lose, so let it go first. Without a quorum, wait for one.
+                // would lose, so let it go first.
                 p.at = now + self.spread;
             } else if now >= p.at && room {
                 p.attempts += 1;
@@ -645,30 +636,6 @@ mod tests {
             ..Default::default()
         })
         .expect("a well-formed heartbeat");
-    }
-
-    #[test]
-    fn a_node_that_hears_no_majority_does_not_elect() {
-        let long_ago = Instant::now() - Duration::from_secs(60);
-        let l = Liveness {
-            started: long_ago,
-            ..liveness(1)
-        };
-        let view = View {
-            leads: false,
-            term: 3,
-            leader: None,
-            voters: vec![1, 2, 3],
-            generation: 1,
-            since: long_ago,
-        };
-        l.views.lock().expect("lock").groups.insert(7, view);
-        l.scan(1);
-        due_now(&l);
-        assert!(l.scan(2).elect.is_empty(), "nodes 2 and 3 are silent");
-        heard(&l, 0);
-        due_now(&l);
-        assert_eq!(l.scan(3).elect, vec![7], "node 2 is heard: 2 of 3");
     }
 
     #[test]
